@@ -1,0 +1,29 @@
+# d2lv: image copy detection, global and local dual retrieval (ISC 2021 matching track).
+#
+#   snakemake --cores all                                   # the demo set, end to end
+#   snakemake --cores 8 --config queries=Q references=R results=OUT [ground_truth=GT.csv]
+#
+# Every rule calls one `d2lv` subcommand; see `d2lv --help`.
+
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/manifest.smk"
+include: "rules/local.smk"
+include: "rules/output.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

@@ -1,0 +1,20 @@
+from d2lv import datasets as d2lv_datasets
+
+
+rule demo:
+    """Build the demo set (edited copies of photos shipped with scikit-image)."""
+    output:
+        ground_truth=f"{config['demo_dir']}/ground_truth.csv",
+        images=[
+            str(path)
+            for paths in d2lv_datasets.planned_demo_files(Path(config["demo_dir"])).values()
+            for path in paths
+        ],
+    log:
+        f"{config['demo_dir']}/demo.log",
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        out=config["demo_dir"],
+    shell:
+        "d2lv demo --quiet {params.out} 2> {log}"

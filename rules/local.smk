@@ -1,0 +1,89 @@
+LOCAL = config["local"]
+
+
+rule local_index:
+    """A faiss index over every descriptor of one reference shard."""
+    input:
+        f"{WORK}/features/references/{{shard}}.h5",
+    output:
+        f"{WORK}/local/index/{{shard}}.faiss",
+    log:
+        f"{LOGS}/local_index/{{shard}}.log",
+    conda:
+        "../envs/d2lv.yaml"
+    threads: LOCAL["threads"]
+    params:
+        factory=LOCAL["index_factory"],
+    shell:
+        "d2lv local-index --quiet {input} -o {output} --factory {params.factory:q} --threads {threads} 2> {log}"
+
+
+rule local_recall:
+    """kNN search of all query descriptors in one reference shard; votes per reference."""
+    input:
+        index=f"{WORK}/local/index/{{shard}}.faiss",
+        references=f"{WORK}/features/references/{{shard}}.h5",
+        queries=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
+    output:
+        f"{WORK}/local/pairs/{{shard}}.parquet",
+    log:
+        f"{LOGS}/local_recall/{{shard}}.log",
+    conda:
+        "../envs/d2lv.yaml"
+    threads: LOCAL["threads"]
+    params:
+        knn=LOCAL["knn"],
+        max_distance=LOCAL["max_distance"],
+        topk=LOCAL["topk"],
+        min_votes=LOCAL["min_votes"],
+        nprobe=LOCAL["nprobe"],
+    shell:
+        "d2lv local-recall --quiet --index {input.index} --references {input.references}"
+        " --queries {input.queries} -o {output} --knn {params.knn} --max-distance {params.max_distance}"
+        " --topk {params.topk} --min-votes {params.min_votes} --nprobe {params.nprobe}"
+        " --threads {threads} 2> {log}"
+
+
+rule local_verify:
+    """Ratio-test matching, mirrored pass and geometric verification of one shard's pairs."""
+    input:
+        pairs=f"{WORK}/local/pairs/{{shard}}.parquet",
+        references=f"{WORK}/features/references/{{shard}}.h5",
+        queries=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
+    output:
+        f"{WORK}/local/scores/{{shard}}.parquet",
+    log:
+        f"{LOGS}/local_verify/{{shard}}.log",
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        ratio=config["verify"]["ratio"],
+        mirror="" if config["verify"]["mirrored"] else "--no-mirror",
+        geometry=config["verify"]["geometry"],
+        ransac_threshold=config["verify"]["ransac_threshold"],
+        short_side=config["sift"]["short_side"],
+    shell:
+        "d2lv verify --quiet --pairs {input.pairs} --queries {input.queries} --references {input.references}"
+        " -o {output} --branch local --ratio {params.ratio} {params.mirror} --geometry {params.geometry}"
+        " --ransac-threshold {params.ransac_threshold} --short-side {params.short_side} 2> {log}"
+
+
+rule local_candidates:
+    """Each query's final local candidates, gathered over all reference shards."""
+    input:
+        shard_files(f"{WORK}/local/pairs/{{shard}}.parquet", "references"),
+    output:
+        f"{WORK}/local/candidates.parquet",
+    log:
+        f"{LOGS}/local_candidates.log",
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        topk=LOCAL["topk"],
+        mode=LOCAL["mode"],
+        single=LOCAL["single"],
+    shell:
+        "d2lv select --quiet --pairs {input} -o {output} --topk {params.topk} --mode {params.mode}"
+        " --single-min-votes {params.single[min_votes]}"
+        " --single-min-votes-alone {params.single[min_votes_alone]}"
+        " --single-max-distance {params.single[max_mean_distance]} 2> {log}"

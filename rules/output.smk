@@ -1,0 +1,54 @@
+rule matches:
+    """Ranked matches in ISC format, plus every per-branch column in Parquet."""
+    input:
+        candidates=f"{WORK}/local/candidates.parquet",
+        scores=shard_files(f"{WORK}/local/scores/{{shard}}.parquet", "references"),
+    output:
+        csv=f"{RESULTS}/matches.csv",
+        parquet=f"{RESULTS}/matches.parquet",
+    log:
+        f"{LOGS}/matches.log",
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        max_results=config["output"]["max_results_per_query"],
+    shell:
+        "d2lv matches --quiet --candidates {input.candidates} --scores {input.scores} -o {output.csv}"
+        " --parquet {output.parquet} --max-results-per-query {params.max_results} 2> {log}"
+
+
+rule skipped:
+    """Inputs that could not take part, with the reason."""
+    input:
+        queries_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
+        references_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
+        queries_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
+        references_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
+    output:
+        f"{RESULTS}/skipped.csv",
+    log:
+        f"{LOGS}/skipped.log",
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        min_keypoints=config["sift"]["min_keypoints"],
+    shell:
+        "d2lv skipped --quiet --queries-manifests {input.queries_manifests}"
+        " --references-manifests {input.references_manifests} --queries-features {input.queries_features}"
+        " --references-features {input.references_features} --min-keypoints {params.min_keypoints}"
+        " -o {output} 2> {log}"
+
+
+rule metrics:
+    """micro-AP, recall at precision 0.9 and recall@1 against the ground truth."""
+    input:
+        matches=f"{RESULTS}/matches.csv",
+        ground_truth=GROUND_TRUTH or [],
+    output:
+        f"{RESULTS}/metrics.json",
+    log:
+        f"{LOGS}/metrics.log",
+    conda:
+        "../envs/d2lv.yaml"
+    shell:
+        "d2lv evaluate {input.matches} --ground-truth {input.ground_truth} -o {output} 2> {log}"

@@ -1,0 +1,259 @@
+"""The ``d2lv`` command line: one subcommand per pipeline step.
+
+Each Snakemake rule calls exactly one of these, so every step can also be run
+(and debugged) by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from d2lv import __version__
+
+Handler = Callable[[argparse.Namespace], None]
+
+
+def _manifest(args: argparse.Namespace) -> None:
+    from d2lv import manifest, tables
+
+    paths = manifest.shard_paths(args.root, args.shard, args.num_shards)
+    frame = manifest.build_manifest(paths, args.max_pixels, progress=not args.quiet)
+    tables.write_table(frame, args.out, tables.MANIFEST)
+    skipped = (frame.status != "ok").sum()
+    print(f"{len(frame)} images in shard {args.shard}/{args.num_shards}, {skipped} skipped", file=sys.stderr)
+
+
+def _sift(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from d2lv import images, manifest, sift, store
+
+    usable = manifest.read_manifest(args.manifest)
+    features = []
+    for row in tqdm(usable.itertuples(index=False), total=len(usable), desc="sift", unit="img",
+                    disable=args.quiet):
+        gray = images.load_gray(row.path, args.max_pixels)
+        keypoints, descriptors = sift.extract(gray, args.short_side, args.max_keypoints)
+        features.append(store.ImageFeatures(row.id, row.width, row.height, keypoints, descriptors))
+    store.write_store(args.out, features, {"short_side": args.short_side, "max_keypoints": args.max_keypoints,
+                                           "rootsift_scale": sift.ROOTSIFT_SCALE})
+
+
+def _local_index(args: argparse.Namespace) -> None:
+    import faiss
+
+    from d2lv import local, store
+
+    _set_threads(args.threads)
+    references = store.FeatureStore(args.store)
+    faiss.write_index(local.build_index(references, args.factory), str(args.out))
+
+
+def _local_recall(args: argparse.Namespace) -> None:
+    import faiss
+
+    from d2lv import local, store, tables
+
+    _set_threads(args.threads)
+    params = local.RecallParams(knn=args.knn, max_distance=args.max_distance, topk=args.topk,
+                                min_votes=args.min_votes, nprobe=args.nprobe)
+    pairs = local.search_shard(faiss.read_index(str(args.index)), store.FeatureStore(args.references),
+                               store.FeatureStore(args.queries), params, progress=not args.quiet)
+    tables.write_table(pairs, args.out, tables.PAIRS)
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from d2lv import store, tables, verify
+
+    params = verify.VerifyParams(ratio=args.ratio, mirrored=not args.no_mirror, geometry=args.geometry,
+                                 ransac_threshold=args.ransac_threshold, short_side=args.short_side)
+    pairs = tables.read_tables(args.pairs, tables.PAIRS)
+    scores = verify.verify_pairs(pairs, store.FeatureStore(args.queries), store.FeatureStore(args.references),
+                                 params, args.branch, progress=not args.quiet)
+    tables.write_table(scores, args.out, tables.SCORES)
+
+
+def _select(args: argparse.Namespace) -> None:
+    from d2lv import local, tables
+
+    rule = local.SingleCandidateRule(args.single_min_votes, args.single_min_votes_alone,
+                                     args.single_max_distance)
+    pairs = tables.read_tables(args.pairs, tables.PAIRS)
+    tables.write_table(local.select_candidates(pairs, args.topk, args.mode, rule), args.out, tables.PAIRS)
+
+
+def _matches(args: argparse.Namespace) -> None:
+    from d2lv import output, tables
+
+    candidates = tables.read_tables(args.candidates, tables.PAIRS)
+    scores = tables.read_tables(args.scores, tables.SCORES)
+    matches = output.assemble_matches(candidates, scores, args.max_results_per_query)
+    output.write_isc_csv(matches, args.out)
+    if args.parquet:
+        matches.to_parquet(args.parquet, index=False)
+    print(f"{len(matches)} matches for {matches.query_id.nunique()} queries", file=sys.stderr)
+
+
+def _skipped(args: argparse.Namespace) -> None:
+    from d2lv import skipped
+
+    frames = [skipped.collect(name, getattr(args, f"{name}_manifests"), getattr(args, f"{name}_features"),
+                              args.min_keypoints) for name in ("queries", "references")]
+    skipped.write_csv(pd.concat(frames, ignore_index=True), args.out)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from d2lv import metrics, output
+
+    result = metrics.evaluate(output.read_isc_csv(args.matches), metrics.read_ground_truth(args.ground_truth))
+    text = json.dumps(result.to_dict(), indent=2)
+    Path(args.out).write_text(text + "\n") if args.out else print(text)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from d2lv import datasets
+
+    datasets.make_demo(Path(args.out), seed=args.seed)
+
+
+def _make_devset(args: argparse.Namespace) -> None:
+    from d2lv import datasets
+
+    datasets.make_devset(Path(args.source), Path(args.out), n_references=args.references,
+                         n_copies=args.copies, n_noncopies=args.noncopies, seed=args.seed)
+
+
+def _set_threads(threads: int) -> None:
+    import faiss
+
+    if threads > 0:
+        faiss.omp_set_num_threads(threads)
+
+
+def _add(sub: argparse._SubParsersAction, name: str, handler: Handler, summary: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=summary, description=summary)
+    parser.set_defaults(handler=handler)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="d2lv",
+        description="Image copy detection: which queries are edited copies of which references. "
+        "Each subcommand is one step of the Snakemake workflow; run `snakemake` at the repository root "
+        "to run them all.",
+    )
+    parser.add_argument("--version", action="version", version=f"d2lv {__version__}")
+    sub = parser.add_subparsers(title="steps", metavar="COMMAND", required=True)
+    max_pixels = {"type": int, "default": 89_478_485, "help": "larger images are skipped as decompression bombs"}
+
+    p = _add(sub, "manifest", _manifest, "scan a folder of images, decode each, write a Parquet manifest")
+    p.add_argument("root", help="folder searched recursively for images")
+    p.add_argument("-o", "--out", required=True, help="manifest .parquet")
+    p.add_argument("--shard", type=int, default=0, help="keep only this shard (0-based)")
+    p.add_argument("--num-shards", type=int, default=1, help="number of shards the folder is split into")
+    p.add_argument("--max-pixels", **max_pixels)
+
+    p = _add(sub, "sift", _sift, "extract RootSIFT keypoints of the usable images of a manifest into HDF5")
+    p.add_argument("manifest", help="manifest .parquet from `d2lv manifest`")
+    p.add_argument("-o", "--out", required=True, help="feature store .h5")
+    p.add_argument("--short-side", type=int, default=300, help="downscale so the short side is at most this")
+    p.add_argument("--max-keypoints", type=int, default=600, help="keep the strongest keypoints")
+    p.add_argument("--max-pixels", **max_pixels)
+
+    p = _add(sub, "local-index", _local_index, "build a faiss index over a reference shard's descriptors")
+    p.add_argument("store", help="reference feature store .h5")
+    p.add_argument("-o", "--out", required=True, help="faiss index file")
+    p.add_argument("--factory", default="auto", help="faiss index factory string, or auto (Flat below 50k "
+                   "descriptors, IVF above)")
+    p.add_argument("--threads", type=int, default=0, help="OpenMP threads (0: faiss default)")
+
+    p = _add(sub, "local-recall", _local_recall, "kNN-search query descriptors in a shard index, vote per reference")
+    p.add_argument("--index", required=True, help="faiss index from `d2lv local-index`")
+    p.add_argument("--references", required=True, help="the shard's feature store .h5")
+    p.add_argument("--queries", required=True, nargs="+", help="query feature stores .h5")
+    p.add_argument("-o", "--out", required=True, help="pairs .parquet")
+    p.add_argument("--knn", type=int, default=10, help="neighbours per query descriptor")
+    p.add_argument("--max-distance", type=float, default=0.6, help="squared L2 (RootSIFT) above which a "
+                   "neighbour casts no vote")
+    p.add_argument("--topk", type=int, default=20, help="references kept per query")
+    p.add_argument("--min-votes", type=int, default=2, help="drop references with fewer votes")
+    p.add_argument("--nprobe", type=int, default=16, help="IVF lists visited per search")
+    p.add_argument("--threads", type=int, default=0, help="OpenMP threads (0: faiss default)")
+
+    p = _add(sub, "verify", _verify, "score candidate pairs: ratio-test matches, mirrored pass, geometry")
+    p.add_argument("--pairs", required=True, nargs="+", help="pairs .parquet")
+    p.add_argument("--queries", required=True, nargs="+", help="query feature stores .h5")
+    p.add_argument("--references", required=True, nargs="+", help="reference feature stores .h5")
+    p.add_argument("-o", "--out", required=True, help="scores .parquet")
+    p.add_argument("--branch", default="local", help="branch name written to the score table")
+    p.add_argument("--ratio", type=float, default=0.745, help="Lowe ratio: keep a match if d1 < ratio * d2")
+    p.add_argument("--no-mirror", action="store_true", help="skip the mirrored (left-right flipped) pass")
+    p.add_argument("--geometry", choices=["homography", "affine", "none"], default="homography",
+                   help="transform fitted with MAGSAC++/RANSAC; none scores plain match counts")
+    p.add_argument("--ransac-threshold", type=float, default=4.0, help="inlier threshold in pixels at the "
+                   "SIFT extraction scale")
+    p.add_argument("--short-side", type=int, default=300, help="the extraction short side (scales the threshold)")
+
+    p = _add(sub, "select", _select, "gather per-shard pairs into each query's final candidates")
+    p.add_argument("--pairs", required=True, nargs="+", help="per-shard pairs .parquet")
+    p.add_argument("-o", "--out", required=True, help="candidates .parquet")
+    p.add_argument("--topk", type=int, default=20, help="references kept per query (mode topk)")
+    p.add_argument("--mode", choices=["topk", "single"], default="topk",
+                   help="topk: best references by votes; single: the original method's one-candidate rule")
+    p.add_argument("--single-min-votes", type=int, default=3, help="single: winner needs more votes than this")
+    p.add_argument("--single-min-votes-alone", type=int, default=5, help="single: ... or than this if alone")
+    p.add_argument("--single-max-distance", type=float, default=0.35, help="single: max mean squared L2")
+
+    p = _add(sub, "matches", _matches, "join candidates and verified scores into the ranked ISC matches")
+    p.add_argument("--candidates", required=True, nargs="+", help="candidates .parquet per branch")
+    p.add_argument("--scores", required=True, nargs="+", help="scores .parquet")
+    p.add_argument("-o", "--out", required=True, help="matches .csv (query_id,reference_id,score)")
+    p.add_argument("--parquet", help="also write all per-branch columns to this .parquet")
+    p.add_argument("--max-results-per-query", type=int, default=10)
+
+    p = _add(sub, "skipped", _skipped, "list inputs that were skipped, with the reason, as CSV")
+    for name in ("queries", "references"):
+        p.add_argument(f"--{name}-manifests", nargs="*", default=[], help=f"{name} manifests .parquet")
+        p.add_argument(f"--{name}-features", nargs="*", default=[], help=f"{name} feature stores .h5")
+    p.add_argument("--min-keypoints", type=int, default=10, help="report images with fewer local features")
+    p.add_argument("-o", "--out", required=True, help="skipped .csv")
+
+    p = _add(sub, "evaluate", _evaluate, "micro-AP, recall at precision 0.9 and recall@1 against ground truth")
+    p.add_argument("matches", help="ISC matches .csv")
+    p.add_argument("--ground-truth", required=True, help="CSV query_id,reference_id (empty: not a copy)")
+    p.add_argument("-o", "--out", help="metrics .json (default: print)")
+
+    p = _add(sub, "demo", _demo, "build the small demo set from photos shipped with scikit-image")
+    p.add_argument("out", help="folder for queries/, references/, ground_truth.csv")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = _add(sub, "make-devset", _make_devset, "build a dev set of edited copies and non-copies from photos")
+    p.add_argument("source", help="folder of photos, e.g. ../shared/data/bsds500")
+    p.add_argument("out", help="folder for queries/, references/, ground_truth.csv, categories.csv")
+    p.add_argument("--references", type=int, default=300)
+    p.add_argument("--copies", type=int, default=150)
+    p.add_argument("--noncopies", type=int, default=150)
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        print(f"d2lv {sys.argv[1] if len(sys.argv) > 1 else ''}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

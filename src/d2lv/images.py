@@ -1,0 +1,105 @@
+"""Image discovery and loading: the one place that turns a file into pixels.
+
+Every stage that reads an image goes through :func:`load_image`, so colour
+modes, EXIF orientation, bit depth and hostile files are handled once.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+
+#: Default pixel budget; larger files are treated as decompression bombs.
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning threshold
+
+
+class ImageError(Exception):
+    """An input file that cannot be used as an image; ``str(err)`` is the reason."""
+
+
+def find_images(root: str | os.PathLike) -> Iterator[Path]:
+    """Yield image files under ``root`` (recursively, sorted, hidden files skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                yield Path(dirpath) / name
+
+
+def image_id(path: str | os.PathLike) -> str:
+    """The id of an image is its file stem."""
+    return Path(path).stem
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    if not path.is_file():
+        raise ImageError("file not found")
+    if path.stat().st_size == 0:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            if img.width * img.height > max_pixels:
+                raise ImageError(
+                    f"decompression bomb: {img.width}x{img.height} exceeds max_pixels={max_pixels}"
+                )
+            img.seek(0)  # first frame of animations
+            img.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageError(f"decompression bomb: {err}") from err
+    except OSError as err:  # truncated, corrupt or not an image at all
+        raise ImageError(f"unreadable image: {err}") from err
+    except (ValueError, SyntaxError, EOFError) as err:
+        raise ImageError(f"unreadable image: {err}") from err
+    return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        img = Image.fromarray(((arr - lo) * scale).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(canvas, img)
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Load an image as an ``HxWx3`` uint8 RGB array, upright.
+
+    EXIF orientation is applied; CMYK, palette, 16-bit and greyscale images are
+    converted; transparent pixels are composited onto white; animated files
+    give their first frame.
+
+    Raises:
+        ImageError: the file is missing, empty, truncated, not an image or
+            larger than ``max_pixels``.
+    """
+    with _open_checked(Path(path), max_pixels) as img:
+        try:
+            upright = ImageOps.exif_transpose(img)
+        except (OSError, ValueError, SyntaxError) as err:
+            raise ImageError(f"unreadable EXIF orientation: {err}") from err
+        return np.asarray(_to_rgb(upright))
+
+
+def load_gray(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Load an image as an ``HxW`` uint8 luminance array, upright."""
+    rgb = load_image(path, max_pixels)
+    return np.asarray(Image.fromarray(rgb).convert("L"))

@@ -1,0 +1,95 @@
+"""The manifest: which images a set holds, how they are sharded, which are usable.
+
+Shards are assigned by a stable hash of the image id, so adding or removing
+one image changes only the shard it falls in (until the number of shards,
+``ceil(n / shard_size)``, itself changes).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from d2lv import tables
+from d2lv.images import DEFAULT_MAX_PIXELS, ImageError, find_images, image_id, load_image
+
+
+class DuplicateIdError(ValueError):
+    """Two files in one set share a stem, so their ids would collide."""
+
+
+def check_unique_ids(paths: Iterable[Path]) -> dict[str, Path]:
+    """Map id to path, failing on the first id that two files share."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        key = image_id(path)
+        if key in seen:
+            raise DuplicateIdError(
+                f"two images share the id {key!r}: {seen[key]} and {path}. "
+                "Image ids are file stems and must be unique within a set; rename one of them."
+            )
+        seen[key] = path
+    return seen
+
+
+def num_shards(n_images: int, shard_size: int) -> int:
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    return max(1, math.ceil(n_images / shard_size))
+
+
+def shard_of(key: str, n_shards: int) -> int:
+    """Stable shard index of an image id (independent of the other ids)."""
+    return zlib.crc32(key.encode("utf-8")) % n_shards
+
+
+def shard_name(index: int) -> str:
+    return f"{index:04d}"
+
+
+def plan_shards(paths: Sequence[Path], shard_size: int) -> dict[str, list[Path]]:
+    """Split image paths into named shards; every shard name appears, even if empty."""
+    by_id = check_unique_ids(paths)
+    n = num_shards(len(by_id), shard_size)
+    plan: dict[str, list[Path]] = {shard_name(i): [] for i in range(n)}
+    for key, path in by_id.items():
+        plan[shard_name(shard_of(key, n))].append(path)
+    return plan
+
+
+def build_manifest(
+    paths: Sequence[Path], max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True
+) -> pd.DataFrame:
+    """Decode every image once; record size, or the reason it cannot be used."""
+    check_unique_ids(paths)
+    rows = []
+    for path in tqdm(paths, desc="manifest", unit="img", disable=not progress):
+        row = {"id": image_id(path), "path": str(path), "width": 0, "height": 0,
+               "bytes": path.stat().st_size if path.is_file() else 0, "status": "ok", "reason": ""}
+        try:
+            pixels = load_image(path, max_pixels)
+            row["height"], row["width"] = pixels.shape[:2]
+        except ImageError as err:
+            row["status"], row["reason"] = "skipped", str(err)
+        rows.append(row)
+    if not rows:
+        return tables.empty_frame(tables.MANIFEST)
+    return pd.DataFrame(rows)
+
+
+def shard_paths(root: str | os.PathLike, shard: int, n_shards: int) -> list[Path]:
+    """Images under ``root`` that belong to shard ``shard`` of ``n_shards``."""
+    paths = list(find_images(root))
+    check_unique_ids(paths)
+    return [p for p in paths if shard_of(image_id(p), n_shards) == shard]
+
+
+def read_manifest(path: str | os.PathLike, usable_only: bool = True) -> pd.DataFrame:
+    frame = tables.read_tables([path], tables.MANIFEST)
+    return frame[frame.status == "ok"].reset_index(drop=True) if usable_only else frame

@@ -1,0 +1,109 @@
+"""Evaluation as defined by the ISC 2021 matching track.
+
+All predictions of all queries are ranked together by score (micro
+averaging). On equal scores non-matches rank first, so a tie can never
+improve a result. Recall is measured against every ground-truth pair, so a
+pair that was never predicted counts as missed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class PRCurve:
+    scores: np.ndarray  # descending, one entry per prediction
+    precision: np.ndarray
+    recall: np.ndarray
+
+
+def precision_recall(scores: np.ndarray, is_match: np.ndarray, n_positives: int) -> PRCurve:
+    """Precision and recall after each prediction, ranked by score (ties: non-matches first)."""
+    scores = np.asarray(scores, np.float64)
+    is_match = np.asarray(is_match, bool)
+    if n_positives < 1:
+        raise ValueError("the ground truth has no positive pairs; micro-AP is undefined")
+    order = np.lexsort((is_match, -scores))
+    hits = np.cumsum(is_match[order])
+    return PRCurve(scores[order], hits / np.arange(1, len(order) + 1), hits / n_positives)
+
+
+def micro_average_precision(curve: PRCurve) -> float:
+    """Sum of precision times recall increment over the ranked predictions."""
+    gains = np.diff(np.concatenate([[0.0], curve.recall]))
+    return float(np.sum(curve.precision * gains))
+
+
+def recall_at_precision(curve: PRCurve, min_precision: float = 0.9) -> tuple[float, float | None]:
+    """Highest recall reached with precision >= ``min_precision``, and the score threshold there."""
+    ok = np.flatnonzero(curve.precision >= min_precision)
+    if len(ok) == 0:
+        return 0.0, None
+    best = ok[np.argmax(curve.recall[ok])]
+    return float(curve.recall[best]), float(curve.scores[best])
+
+
+def read_ground_truth(path: str | os.PathLike) -> pd.DataFrame:
+    """``query_id,reference_id`` CSV; an empty reference marks a query that is not a copy."""
+    gt = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"query_id", "reference_id"} - set(gt.columns)
+    if missing:
+        raise ValueError(f"{path}: ground truth needs columns query_id,reference_id; missing {sorted(missing)}")
+    return gt
+
+
+def label_predictions(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> np.ndarray:
+    positives = ground_truth[ground_truth.reference_id != ""]
+    truth = set(zip(positives.query_id, positives.reference_id))
+    return np.array([pair in truth for pair in zip(predictions.query_id, predictions.reference_id)], bool)
+
+
+def recall_at_one(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> float:
+    """Share of copy queries whose highest-scored prediction is a true reference."""
+    positives = ground_truth[ground_truth.reference_id != ""]
+    copy_queries = positives.query_id.unique()
+    if len(copy_queries) == 0:
+        return 0.0
+    top = predictions.sort_values("score", ascending=False, kind="stable").drop_duplicates("query_id")
+    truth = set(zip(positives.query_id, positives.reference_id))
+    correct = sum((q, r) in truth for q, r in zip(top.query_id, top.reference_id))
+    return correct / len(copy_queries)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    micro_ap: float
+    recall_at_p90: float
+    threshold_at_p90: float | None
+    recall_at_1: float
+    n_predictions: int
+    n_positives: int
+    n_copy_queries: int
+    n_queries: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> Metrics:
+    """ISC matching-track metrics for ``query_id,reference_id,score`` predictions."""
+    predictions = predictions.drop_duplicates(["query_id", "reference_id"])
+    positives = ground_truth[ground_truth.reference_id != ""].drop_duplicates(["query_id", "reference_id"])
+    curve = precision_recall(predictions.score.to_numpy(), label_predictions(predictions, ground_truth),
+                             len(positives))
+    recall90, threshold90 = recall_at_precision(curve, 0.9)
+    return Metrics(
+        micro_ap=micro_average_precision(curve),
+        recall_at_p90=recall90,
+        threshold_at_p90=threshold90,
+        recall_at_1=recall_at_one(predictions, ground_truth),
+        n_predictions=len(predictions),
+        n_positives=len(positives),
+        n_copy_queries=positives.query_id.nunique(),
+        n_queries=ground_truth.query_id.nunique(),
+    )
