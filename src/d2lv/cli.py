@@ -180,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--references", required=True, help="the shard's feature store .h5")
     p.add_argument("--queries", required=True, nargs="+", help="query feature stores .h5")
     p.add_argument("-o", "--out", required=True, help="pairs .parquet")
-    p.add_argument("--knn", type=int, default=10, help="neighbours per query descriptor")
-    p.add_argument("--max-distance", type=float, default=0.6, help="squared L2 (RootSIFT) above which a "
+    p.add_argument("--knn", type=int, default=3, help="neighbours per query descriptor")
+    p.add_argument("--max-distance", type=float, default=0.2, help="squared L2 (RootSIFT) above which a "
                    "neighbour casts no vote")
     p.add_argument("--topk", type=int, default=20, help="references kept per query")
     p.add_argument("--min-votes", type=int, default=2, help="drop references with fewer votes")

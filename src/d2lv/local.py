@@ -61,8 +61,8 @@ def set_nprobe(index: faiss.Index, nprobe: int) -> None:
 
 @dataclass(frozen=True)
 class RecallParams:
-    knn: int = 10  # neighbours per query descriptor
-    max_distance: float = 0.6  # squared L2 between RootSIFT vectors (range 0..2)
+    knn: int = 3  # neighbours per query descriptor
+    max_distance: float = 0.2  # squared L2 between RootSIFT vectors (range 0..2)
     topk: int = 20  # references kept per query
     min_votes: int = 2
     nprobe: int = 16
