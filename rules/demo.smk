@@ -15,6 +15,6 @@ rule demo:
     conda:
         "../envs/d2lv.yaml"
     params:
-        out=config["demo_dir"],
+        out=lambda wildcards, output: Path(output.ground_truth).parent,
     shell:
         "d2lv demo --quiet {params.out} 2> {log}"

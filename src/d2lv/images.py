@@ -29,11 +29,14 @@ def find_images(root: str | os.PathLike) -> Iterator[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
+    found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                yield Path(dirpath) / name
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(Path(dirpath) / name for name in filenames
+                     if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS)
+    # One global sort: a walk yields a folder's files before its subfolders,
+    # which is not path order (root/b.jpg would precede root/a/c.jpg).
+    yield from sorted(found)
 
 
 def image_id(path: str | os.PathLike) -> str:
@@ -50,12 +53,16 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
-            if img.width * img.height > max_pixels:
-                raise ImageError(
-                    f"decompression bomb: {img.width}x{img.height} exceeds max_pixels={max_pixels}"
-                )
-            img.seek(0)  # first frame of animations
-            img.load()
+            try:
+                if img.width * img.height > max_pixels:
+                    raise ImageError(
+                        f"decompression bomb: {img.width}x{img.height} exceeds max_pixels={max_pixels}"
+                    )
+                img.seek(0)  # first frame of animations
+                img.load()
+            except BaseException:
+                img.close()  # do not leak the file handle of a rejected image
+                raise
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -71,8 +78,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
-        scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        img = Image.fromarray(((arr - lo) * scale).astype(np.uint8), mode="L")
+        # Multiply before dividing and round: (hi - lo) * (255 / (hi - lo)) can come out
+        # as 254.999..., which truncation turned into 254 (e.g. for a range of 25 or 100).
+        scaled = np.rint((arr - lo) * 255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(scaled.astype(np.uint8), mode="L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))

@@ -64,14 +64,19 @@ def label_predictions(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> 
 
 
 def recall_at_one(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> float:
-    """Share of copy queries whose highest-scored prediction is a true reference."""
+    """Share of copy queries whose highest-scored prediction is a true reference.
+
+    As for micro-AP, a non-match tied with a match at the top score ranks first,
+    so a tie never helps (and the result does not depend on row order).
+    """
     positives = ground_truth[ground_truth.reference_id != ""]
     copy_queries = positives.query_id.unique()
     if len(copy_queries) == 0:
         return 0.0
-    top = predictions.sort_values("score", ascending=False, kind="stable").drop_duplicates("query_id")
-    truth = set(zip(positives.query_id, positives.reference_id))
-    correct = sum((q, r) in truth for q, r in zip(top.query_id, top.reference_id))
+    is_match = label_predictions(predictions, ground_truth)
+    order = np.lexsort((is_match, -predictions.score.to_numpy(np.float64)))
+    first_of_query = ~pd.Series(predictions.query_id.to_numpy()[order]).duplicated().to_numpy()
+    correct = int(is_match[order][first_of_query].sum())
     return correct / len(copy_queries)
 
 
@@ -92,7 +97,9 @@ class Metrics:
 
 def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> Metrics:
     """ISC matching-track metrics for ``query_id,reference_id,score`` predictions."""
-    predictions = predictions.drop_duplicates(["query_id", "reference_id"])
+    # A pair predicted twice counts once, with its highest score (whatever the row order).
+    predictions = predictions.sort_values("score", ascending=False, kind="stable").drop_duplicates(
+        ["query_id", "reference_id"])
     positives = ground_truth[ground_truth.reference_id != ""].drop_duplicates(["query_id", "reference_id"])
     curve = precision_recall(predictions.score.to_numpy(), label_predictions(predictions, ground_truth),
                              len(positives))

@@ -1,0 +1,285 @@
+"""Unique ids, stable sharding, and the manifest of a folder mixing good and bad files."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from d2lv import tables
+from d2lv.manifest import (
+    DuplicateIdError,
+    build_manifest,
+    check_unique_ids,
+    num_shards,
+    plan_shards,
+    read_manifest,
+    shard_name,
+    shard_of,
+    shard_paths,
+)
+
+EXIF_ORIENTATION = 0x0112
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def fake_paths(n: int, prefix: str = "img") -> list[Path]:
+    """Paths that are never opened (sharding only looks at names)."""
+    return [Path("set") / f"{prefix}_{i:04d}.jpg" for i in range(n)]
+
+
+def save(pixels: np.ndarray, path: Path, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(path, **kwargs)
+    return path
+
+
+def membership(plan: dict[str, list[Path]]) -> dict[str, set[str]]:
+    return {name: {p.name for p in paths} for name, paths in plan.items()}
+
+
+@pytest.fixture
+def mixed_folder(tmp_path, astronaut, chelsea, coffee) -> Path:
+    """Good photos in several formats and subfolders, plus every kind of bad file."""
+    root = tmp_path / "images"
+    save(astronaut, root / "astronaut.jpg", quality=90)
+    save(chelsea, root / "cats" / "chelsea.png")
+    save(coffee, root / "drinks" / "coffee.webp", quality=80)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6  # stored sideways (451x300), upright it is 300 high, 451 wide
+    save(np.rot90(chelsea, 1), root / "cats" / "sideways.jpg", quality=90, exif=exif.tobytes())
+    (root / "empty.jpg").write_bytes(b"")
+    whole = save(coffee, tmp_path / "whole.jpg", quality=90).read_bytes()
+    (root / "drinks" / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "text.png").write_text("not an image at all\n")
+    (root / "readme.txt").write_text("ignored: not an image extension\n")
+    return root
+
+
+# ---------------------------------------------------------------- unique ids
+
+
+def test_check_unique_ids_maps_stem_to_path():
+    paths = [Path("a/one.jpg"), Path("b/two.png"), Path("three.JPG")]
+    assert check_unique_ids(paths) == {"one": paths[0], "two": paths[1], "three": paths[2]}
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("left/photo.jpg", "right/photo.jpg"),  # same stem, different folders
+        ("photo.jpg", "photo.png"),  # same stem, different extensions
+    ],
+)
+def test_duplicate_stem_raises_naming_both_paths(first, second):
+    paths = [Path("set/other.jpg"), Path("set") / first, Path("set/more.jpg"), Path("set") / second]
+    with pytest.raises(DuplicateIdError) as caught:
+        check_unique_ids(paths)
+    message = str(caught.value)
+    assert str(Path("set") / first) in message and str(Path("set") / second) in message
+    assert "'photo'" in message
+    assert isinstance(caught.value, ValueError)  # the CLI reports ValueErrors as user errors
+
+
+# ---------------------------------------------------------------- sharding
+
+
+@pytest.mark.parametrize(("n", "shard_size"), [(1, 1), (5, 10), (10, 3), (100, 7), (250, 50), (0, 4)])
+def test_plan_shards_puts_every_image_in_exactly_one_shard(n, shard_size):
+    paths = fake_paths(n)
+    plan = plan_shards(paths, shard_size)
+    expected_shards = max(1, math.ceil(n / shard_size))
+    assert list(plan) == [shard_name(i) for i in range(expected_shards)]  # "0000", "0001", ... even if empty
+    placed = [p for shard in plan.values() for p in shard]
+    assert sorted(placed) == sorted(paths)
+    assert len(placed) == len(set(placed))
+    for name, shard in plan.items():  # each image sits in the shard its id hashes to
+        assert all(shard_of(p.stem, expected_shards) == int(name) for p in shard)
+
+
+def test_shard_names_are_zero_padded():
+    assert [shard_name(i) for i in (0, 7, 123)] == ["0000", "0007", "0123"]
+
+
+def test_adding_one_image_leaves_other_shards_unchanged():
+    before_paths = fake_paths(20)
+    added = Path("set") / "newcomer.jpg"
+    shard_size = 8
+    assert num_shards(20, shard_size) == num_shards(21, shard_size) == 3
+    before = membership(plan_shards(before_paths, shard_size))
+    after = membership(plan_shards([*before_paths, added], shard_size))
+    assert before.keys() == after.keys()
+    target = shard_name(shard_of(added.stem, 3))
+    for name in before:
+        if name == target:
+            assert after[name] == before[name] | {added.name}
+        else:
+            assert after[name] == before[name]
+
+
+def test_removing_one_image_leaves_other_shards_unchanged():
+    paths = fake_paths(30)
+    removed = paths[17]
+    before = membership(plan_shards(paths, 10))
+    after = membership(plan_shards([p for p in paths if p != removed], 10))  # 3 shards both times
+    for name in before:
+        assert after[name] == before[name] - {removed.name}
+
+
+def test_plan_shards_rejects_duplicate_ids():
+    with pytest.raises(DuplicateIdError):
+        plan_shards([Path("x/a.jpg"), Path("y/a.jpg")], 10)
+
+
+@pytest.mark.parametrize("bad_size", [0, -1])
+def test_shard_size_must_be_positive(bad_size):
+    with pytest.raises(ValueError, match="shard_size"):
+        plan_shards(fake_paths(3), bad_size)
+
+
+def test_shard_of_is_deterministic_and_in_range():
+    keys = [p.stem for p in fake_paths(1000)] + ["", "ünïcödé", "R123456"]
+    first = [shard_of(k, 7) for k in keys]
+    assert first == [shard_of(k, 7) for k in keys]
+    assert set(first) <= set(range(7))
+    counts = np.bincount([shard_of(k, 4) for k in keys[:1000]], minlength=4)
+    assert counts.min() > 150  # spread out, not all ids in one shard
+
+
+def test_shard_of_is_stable_across_processes():
+    # Python's hash() of a str changes per process; a shard must not.
+    keys = ["img_0000", "Q00001", "R987654", "ünïcödé"]
+    code = f"from d2lv.manifest import shard_of; print([shard_of(k, 13) for k in {keys!r}])"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == str([shard_of(k, 13) for k in keys])
+
+
+def test_shard_paths_partition_equals_plan_shards(tmp_path, chelsea):
+    for i in range(23):
+        sub = tmp_path / ("a" if i % 3 else "b") / ("deep" if i % 5 == 0 else "")
+        save(chelsea[i : i + 16, i : i + 16], sub / f"photo{i:02d}.png")
+    (tmp_path / "skip.txt").write_text("not an image")
+    paths = sorted(tmp_path.rglob("*.png"))
+    n_shards = num_shards(len(paths), 6)
+    assert n_shards == 4
+    plan = plan_shards(paths, 6)
+    union = []
+    for index in range(n_shards):
+        members = shard_paths(tmp_path, index, n_shards)
+        assert sorted(members) == sorted(plan[shard_name(index)])
+        union += members
+    assert sorted(union) == paths
+
+
+def test_shard_paths_rejects_duplicate_ids(tmp_path, chelsea):
+    save(chelsea, tmp_path / "one" / "cat.png")
+    save(chelsea, tmp_path / "two" / "cat.jpg")
+    with pytest.raises(DuplicateIdError):
+        shard_paths(tmp_path, 0, 1)
+
+
+# ---------------------------------------------------------------- build_manifest
+
+
+def test_build_manifest_sizes_good_files_and_skips_bad_ones(mixed_folder):
+    paths = shard_paths(mixed_folder, 0, 1)
+    frame = build_manifest(paths, progress=False)  # must not raise for any bad file
+    assert list(frame.columns) == tables.MANIFEST.names
+    assert len(frame) == 7  # readme.txt is not an image
+    rows = frame.set_index("id")
+    expected_sizes = {  # id -> (width, height), upright
+        "astronaut": (512, 512),
+        "chelsea": (451, 300),
+        "coffee": (600, 400),
+        "sideways": (451, 300),  # stored 300 wide, 451 high; EXIF turns it
+    }
+    for key, (width, height) in expected_sizes.items():
+        row = rows.loc[key]
+        assert (row.width, row.height, row.status, row.reason) == (width, height, "ok", "")
+        assert row.bytes == Path(row.path).stat().st_size > 0
+    skipped = rows[rows.status == "skipped"]
+    assert set(skipped.index) == {"empty", "truncated", "text"}
+    assert (skipped.width == 0).all() and (skipped.height == 0).all()
+    assert "empty" in skipped.loc["empty", "reason"]
+    assert "truncated" in skipped.loc["truncated", "reason"]
+    assert "unreadable" in skipped.loc["text", "reason"]
+    assert skipped.loc["empty", "bytes"] == 0 and skipped.loc["text", "bytes"] > 0
+
+
+def test_build_manifest_records_vanished_file_and_bomb(tmp_path, astronaut, chelsea):
+    big = save(astronaut, tmp_path / "big.png")
+    small = save(chelsea, tmp_path / "small.png")
+    gone = tmp_path / "gone.jpg"  # listed, then deleted before decoding
+    limit = 200_000  # chelsea has 135,300 pixels, astronaut 262,144
+    frame = build_manifest([big, small, gone], max_pixels=limit, progress=False).set_index("id")
+    assert frame.loc["small", "status"] == "ok"
+    assert frame.loc["big", "status"] == "skipped"
+    assert "decompression bomb" in frame.loc["big", "reason"]
+    assert (frame.loc["gone", "status"], frame.loc["gone", "bytes"]) == ("skipped", 0)
+    assert "not found" in frame.loc["gone", "reason"]
+
+
+def test_build_manifest_rejects_duplicate_ids(tmp_path, chelsea):
+    paths = [save(chelsea, tmp_path / "x" / "cat.png"), save(chelsea, tmp_path / "y" / "cat.png")]
+    with pytest.raises(DuplicateIdError):
+        build_manifest(paths, progress=False)
+
+
+def test_empty_manifest_has_the_schema_columns():
+    frame = build_manifest([], progress=False)
+    assert len(frame) == 0 and list(frame.columns) == tables.MANIFEST.names
+
+
+def test_read_manifest_filters_unusable_rows(tmp_path, mixed_folder):
+    frame = build_manifest(shard_paths(mixed_folder, 0, 1), progress=False)
+    out = tmp_path / "manifest.parquet"
+    tables.write_table(frame, out, tables.MANIFEST)
+    everything = read_manifest(out, usable_only=False)
+    usable = read_manifest(out)  # usable_only defaults to True
+    assert len(everything) == 7
+    assert sorted(usable.id) == ["astronaut", "chelsea", "coffee", "sideways"]
+    assert (usable.status == "ok").all()
+    assert list(usable.index) == list(range(len(usable)))
+    pd.testing.assert_frame_equal(usable, everything[everything.status == "ok"].reset_index(drop=True))
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["d2lv", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_manifest_writes_good_and_skipped_rows(tmp_path, mixed_folder):
+    out = tmp_path / "out.parquet"
+    result = run_cli("manifest", str(mixed_folder), "-o", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "7 images" in result.stderr and "3 skipped" in result.stderr
+    frame = pq.read_table(out).to_pandas().set_index("id")
+    assert set(frame.index) == {"astronaut", "chelsea", "coffee", "sideways", "empty", "truncated", "text"}
+    assert set(frame.index[frame.status == "skipped"]) == {"empty", "truncated", "text"}
+    assert (frame.loc[frame.status == "skipped", "reason"].str.len() > 0).all()
+    assert (frame.loc["sideways", "width"], frame.loc["sideways", "height"]) == (451, 300)
+
+
+def test_cli_manifest_fails_on_shared_stem_naming_both_files(tmp_path, chelsea):
+    root = tmp_path / "images"
+    first = save(chelsea, root / "a" / "cat.jpg")
+    second = save(chelsea, root / "b" / "cat.png")
+    out = tmp_path / "out.parquet"
+    result = run_cli("manifest", str(root), "-o", str(out), "--quiet")
+    assert result.returncode != 0
+    assert str(first) in result.stderr and str(second) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
