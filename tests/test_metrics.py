@@ -114,23 +114,32 @@ def test_missed_ground_truth_pairs_cap_recall():
 
 
 def test_recall_at_p90_is_the_best_rank_not_the_first_drop():
-    # 9 M (.99 .. .91), N .905, M .90, N .10; 10 positives
-    # rank 10: P = 9/10 = .9 (allowed, >=), R = .9
-    # rank 11: P = 10/11 = .909, R = 1.0  <- best, threshold .90
-    # rank 12: P = 10/12 = .833 (not allowed)
-    scores = [0.99 - 0.01 * i for i in range(9)] + [0.905, 0.90, 0.10]
-    matches = [1] * 9 + [0, 1, 0]
-    assert r_at_p90(scores, matches, 10) == (pytest.approx(1.0), pytest.approx(0.90))
+    # 9 M, then 2 N, then 11 M (scores strictly decreasing); 20 positives
+    # ranks 1-9:  P = 1, R up to 9/20
+    # rank 11:    P = 9/11 = .82 (precision dips below .9 ...)
+    # rank 20:    P = 18/20 = .90, rank 21: P = 19/21 = .905
+    # rank 22:    P = 20/22 = .909 (... and recovers), R = 20/20 = 1  <- best
+    scores = list(np.linspace(1.0, 0.1, 22))
+    matches = [1] * 9 + [0, 0] + [1] * 11
+    assert r_at_p90(scores, matches, 20) == (pytest.approx(1.0), pytest.approx(scores[21]))
 
 
-def test_precision_exactly_at_090_counts():
-    # 9 M then N, 10 positives: ranks 1..9 at P = 1 (R up to .9), rank 10 at P = .9 exactly, R = .9
-    # uAP = 9 * (1 * 1/10) = .9
+def test_precision_exactly_090_counts():
+    # N, then 9 M (scores decreasing); 9 positives
+    # P = 0, 1/2, 2/3, ..., 8/9 = .889 (all below .9), then 9/10 = .9 exactly at rank 10, R = 1
+    scores = list(np.linspace(1.0, 0.1, 10))
+    matches = [0] + [1] * 9
+    assert r_at_p90(scores, matches, 9) == (pytest.approx(1.0), pytest.approx(scores[9]))
+    # uAP = sum over k = 1..9 of k/(k+1) * 1/9
+    assert uap(scores, matches, 9) == pytest.approx(sum(k / (k + 1) for k in range(1, 10)) / 9)
+
+
+def test_recall_at_p90_threshold_is_first_rank_reaching_best_recall():
+    # 9 M then N, 10 positives: ranks 1..9 at P = 1 reach R = .9; rank 10 (P = .9) adds no recall
+    # -> recall .9 at the threshold of rank 9; uAP = 9 * (1 * 1/10) = .9
     scores = [1.0 - 0.05 * i for i in range(10)]
     matches = [1] * 9 + [0]
-    recall, threshold = r_at_p90(scores, matches, 10)
-    assert recall == pytest.approx(0.9)
-    assert threshold == pytest.approx(scores[8])  # the first rank reaching that recall
+    assert r_at_p90(scores, matches, 10) == (pytest.approx(0.9), pytest.approx(scores[8]))
     assert uap(scores, matches, 10) == pytest.approx(0.9)
 
 
