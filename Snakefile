@@ -21,6 +21,7 @@ include: "rules/demo.smk"
 include: "rules/manifest.smk"
 include: "rules/local.smk"
 include: "rules/output.smk"
+include: "rules/bench.smk"
 
 
 rule all:

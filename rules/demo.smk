@@ -4,7 +4,8 @@ from d2lv import datasets as d2lv_datasets
 rule demo:
     """Build the demo set (edited copies of photos shipped with scikit-image)."""
     output:
-        ground_truth=f"{config['demo_dir']}/ground_truth.csv",
+        ground_truth=f"{config['demo_dir']}/{d2lv_datasets.GROUND_TRUTH_FILE}",
+        categories=f"{config['demo_dir']}/{d2lv_datasets.CATEGORIES_FILE}",
         images=[
             str(path)
             for paths in d2lv_datasets.planned_demo_files(Path(config["demo_dir"])).values()

@@ -9,6 +9,8 @@ rule local_index:
         f"{WORK}/local/index/{{shard}}.faiss",
     log:
         f"{LOGS}/local_index/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/local_index/{{shard}}.tsv",
     conda:
         "../envs/d2lv.yaml"
     threads: LOCAL["threads"]
@@ -28,6 +30,8 @@ rule local_recall:
         f"{WORK}/local/pairs/{{shard}}.parquet",
     log:
         f"{LOGS}/local_recall/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/local_recall/{{shard}}.tsv",
     conda:
         "../envs/d2lv.yaml"
     threads: LOCAL["threads"]
@@ -54,6 +58,8 @@ rule local_verify:
         f"{WORK}/local/scores/{{shard}}.parquet",
     log:
         f"{LOGS}/local_verify/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/local_verify/{{shard}}.tsv",
     conda:
         "../envs/d2lv.yaml"
     params:
@@ -76,6 +82,8 @@ rule local_candidates:
         f"{WORK}/local/candidates.parquet",
     log:
         f"{LOGS}/local_candidates.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/local_candidates.tsv",
     conda:
         "../envs/d2lv.yaml"
     params:

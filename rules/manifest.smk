@@ -6,6 +6,8 @@ rule manifest:
         f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
     log:
         f"{LOGS}/manifest/{{set}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/manifest/{{set}}/{{shard}}.tsv",
     conda:
         "../envs/d2lv.yaml"
     params:
@@ -26,6 +28,8 @@ rule sift:
         f"{WORK}/features/{{set}}/{{shard}}.h5",
     log:
         f"{LOGS}/sift/{{set}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/sift/{{set}}/{{shard}}.tsv",
     conda:
         "../envs/d2lv.yaml"
     params:

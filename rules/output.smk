@@ -8,6 +8,8 @@ rule matches:
         parquet=f"{RESULTS}/matches.parquet",
     log:
         f"{LOGS}/matches.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/matches.tsv",
     conda:
         "../envs/d2lv.yaml"
     params:
@@ -28,6 +30,8 @@ rule skipped:
         f"{RESULTS}/skipped.csv",
     log:
         f"{LOGS}/skipped.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/skipped.tsv",
     conda:
         "../envs/d2lv.yaml"
     params:
@@ -48,6 +52,8 @@ rule metrics:
         f"{RESULTS}/metrics.json",
     log:
         f"{LOGS}/metrics.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/metrics.tsv",
     conda:
         "../envs/d2lv.yaml"
     shell:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -129,6 +130,53 @@ def _make_devset(args: argparse.Namespace) -> None:
                          n_copies=args.copies, n_noncopies=args.noncopies, seed=args.seed)
 
 
+def _bench_report(args: argparse.Namespace) -> None:
+    from d2lv import bench, manifest, metrics
+
+    names = [name for name, _ in _named(args.system)]
+    stages, storage = dict(_named(args.stages)), dict(_named(args.storage))
+    systems = [
+        bench.System(name, bench.read_predictions(spec), tuple(filter(None, stages.get(name, "").split(","))),
+                     tuple(filter(None, storage.get(name, "").split(","))), baseline=name == args.baseline)
+        for name, spec in _named(args.system)
+    ]
+    unknown = (set(stages) | set(storage) | ({args.baseline} - {None})) - set(names)
+    if unknown:
+        raise ValueError(f"--stages/--storage/--baseline name systems not given with --system: {sorted(unknown)}")
+    n_images = {name: sum(len(manifest.read_manifest(p)) for p in getattr(args, f"{name}_manifests"))
+                for name in ("queries", "references")}
+    categories = pd.read_csv(args.categories, dtype=str, keep_default_na=False) if args.categories else None
+    result = bench.evaluate_systems(systems, metrics.read_ground_truth(args.ground_truth), categories,
+                                    bench.read_stage_timings(args.benchmarks), n_images)
+    bench.write_report(result, args.out, n_images)
+    print(result.table.to_string(index=False), file=sys.stderr)
+
+
+def _bench_run(args: argparse.Namespace) -> None:
+    from d2lv import workflow
+
+    folder = Path(args.bench).resolve()
+    command = workflow.snakemake_command(
+        "bench", cores=args.cores, queries=folder / "queries", references=folder / "references",
+        ground_truth=folder / "ground_truth.csv", categories=folder / "categories.csv",
+        results=Path(args.out).resolve(), extra_config=args.config)
+    print(" ".join(map(str, command)), file=sys.stderr)
+    status = subprocess.run(command, cwd=workflow.repository_root()).returncode
+    if status:
+        raise SystemExit(status)
+
+
+def _named(items: Sequence[str]) -> list[tuple[str, str]]:
+    """Parse ``NAME=VALUE`` arguments."""
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
+        pairs.append((name, value))
+    return pairs
+
+
 def _set_threads(threads: int) -> None:
     import faiss
 
@@ -242,7 +290,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copies", type=int, default=150)
     p.add_argument("--noncopies", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
+    _add_bench(sub)
     return parser
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmark: build a DISC21-style set, run every system, report",
+                           description="Build a benchmark from real photos and compare d2lv with baselines "
+                           "(`d2lv bench make`, then `d2lv bench run`).")
+    steps = bench.add_subparsers(title="bench steps", metavar="STEP", required=True)
+
+    p = _add(steps, "run", _bench_run, "run the pipeline and the baselines on a benchmark folder (Snakemake)")
+    p.add_argument("bench", help="folder from `d2lv bench make`")
+    p.add_argument("-o", "--out", required=True, help="results folder; the report lands in OUT/bench/")
+    p.add_argument("--cores", default="all", help="Snakemake --cores")
+    p.add_argument("--config", nargs="*", default=[], help="extra KEY=VALUE Snakemake config overrides")
+
+    p = _add(steps, "report", _bench_report, "score every system and write report.md, results.parquet, plots")
+    p.add_argument("--system", action="append", required=True,
+                   help="NAME=PREDICTIONS[#COLUMN]: a CSV/Parquet of query_id,reference_id,score (or COLUMN)")
+    p.add_argument("--stages", action="append", default=[], help="NAME=rule,rule: workflow steps it runs")
+    p.add_argument("--storage", action="append", default=[], help="NAME=file,file: its reference-side index")
+    p.add_argument("--baseline", help="the system speed ratios are measured against")
+    p.add_argument("--ground-truth", required=True, help="CSV query_id,reference_id")
+    p.add_argument("--categories", help="CSV query_id,kind,recipe for recall@1 per recipe family")
+    p.add_argument("--benchmarks", required=True, help="folder of Snakemake benchmark .tsv files")
+    p.add_argument("--queries-manifests", nargs="+", required=True, help="query manifests .parquet")
+    p.add_argument("--references-manifests", nargs="+", required=True, help="reference manifests .parquet")
+    p.add_argument("-o", "--out", required=True, help="report folder")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -95,14 +95,27 @@ class Metrics:
         return asdict(self)
 
 
+def pr_curve(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> PRCurve:
+    """The micro precision-recall curve of ``query_id,reference_id,score`` predictions.
+
+    A pair predicted twice counts once, with its highest score (whatever the row order).
+    """
+    predictions = unique_pairs(predictions)
+    positives = ground_truth[ground_truth.reference_id != ""].drop_duplicates(["query_id", "reference_id"])
+    return precision_recall(predictions.score.to_numpy(), label_predictions(predictions, ground_truth),
+                            len(positives))
+
+
+def unique_pairs(predictions: pd.DataFrame) -> pd.DataFrame:
+    return predictions.sort_values("score", ascending=False, kind="stable").drop_duplicates(
+        ["query_id", "reference_id"])
+
+
 def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> Metrics:
     """ISC matching-track metrics for ``query_id,reference_id,score`` predictions."""
-    # A pair predicted twice counts once, with its highest score (whatever the row order).
-    predictions = predictions.sort_values("score", ascending=False, kind="stable").drop_duplicates(
-        ["query_id", "reference_id"])
+    predictions = unique_pairs(predictions)
     positives = ground_truth[ground_truth.reference_id != ""].drop_duplicates(["query_id", "reference_id"])
-    curve = precision_recall(predictions.score.to_numpy(), label_predictions(predictions, ground_truth),
-                             len(positives))
+    curve = pr_curve(predictions, ground_truth)
     recall90, threshold90 = recall_at_precision(curve, 0.9)
     return Metrics(
         micro_ap=micro_average_precision(curve),

@@ -8,6 +8,7 @@ the demo will write.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from d2lv import datasets
@@ -38,11 +39,38 @@ def shard_plan(folder: str | os.PathLike, set_name: str, shard_size: int,
     return {name: [str(p) for p in paths] for name, paths in plan.items()}
 
 
-def ground_truth(config: dict) -> str | None:
-    """The ground-truth CSV to evaluate against: configured, or the demo's own for the demo set."""
-    if config.get("ground_truth"):
-        return config["ground_truth"]
+def _demo_file(config: dict, filename: str) -> str | None:
+    """A file of the demo set, when the queries are the demo's."""
     demo_dir = config.get("demo_dir")
     if demo_dir and _same_path(config["queries"], Path(demo_dir) / "queries"):
-        return str(Path(demo_dir) / "ground_truth.csv")
+        return str(Path(demo_dir) / filename)
     return None
+
+
+def ground_truth(config: dict) -> str | None:
+    """The ground-truth CSV to evaluate against: configured, or the demo's own for the demo set."""
+    return config.get("ground_truth") or _demo_file(config, datasets.GROUND_TRUTH_FILE)
+
+
+def categories(config: dict) -> str | None:
+    """The recipe of each query (for recall per family): configured, or the demo's own."""
+    return config.get("categories") or _demo_file(config, datasets.CATEGORIES_FILE)
+
+
+def repository_root() -> Path:
+    """The checkout holding the Snakefile (d2lv is installed editable from it)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "Snakefile").is_file():
+        raise FileNotFoundError(
+            f"no Snakefile next to the installed d2lv package (looked in {root}); run `snakemake` "
+            "from a d2lv checkout installed with `pip install -e .`"
+        )
+    return root
+
+
+def snakemake_command(target: str, cores: str | int, extra_config: list[str] | None = None,
+                      **config: object) -> list[str]:
+    """The Snakemake command line that builds ``target`` with the given config keys."""
+    pairs = [f"{key}={value}" for key, value in config.items()] + list(extra_config or [])
+    return [sys.executable, "-m", "snakemake", "-s", str(repository_root() / "Snakefile"), target,
+            "--cores", str(cores), "--config", *pairs]

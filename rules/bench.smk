@@ -1,0 +1,130 @@
+# Benchmark: baselines beside the pipeline, on the same images, and one report.
+#   snakemake bench --config queries=B/queries references=B/references results=OUT \
+#       ground_truth=B/ground_truth.csv categories=B/categories.csv
+# or simply: d2lv bench run B -o OUT
+
+BENCH = f"{RESULTS}/bench"
+BASELINES = config["bench"]
+
+
+rule bench_pdq_hash:
+    """PDQ hashes of one shard (8 dihedral variants for queries)."""
+    input:
+        f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
+    output:
+        f"{WORK}/pdq/{{set}}/{{shard}}.h5",
+    log:
+        f"{LOGS}/bench_pdq_hash/{{set}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/bench_pdq_hash/{{set}}/{{shard}}.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        max_pixels=config["max_pixels"],
+    shell:
+        "d2lv bench pdq-hash --quiet {input} --set {wildcards.set} -o {output}"
+        " --max-pixels {params.max_pixels} 2> {log}"
+
+
+rule bench_pdq_match:
+    """Nearest references of every query by Hamming distance over the dihedral variants."""
+    input:
+        queries=shard_files(f"{WORK}/pdq/{{set}}/{{shard}}.h5", "queries"),
+        references=shard_files(f"{WORK}/pdq/{{set}}/{{shard}}.h5", "references"),
+    output:
+        f"{BENCH}/pdq.parquet",
+    log:
+        f"{LOGS}/bench_pdq_match.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/bench_pdq_match.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        topk=BASELINES["topk"],
+    shell:
+        "d2lv bench pdq-match --quiet --queries {input.queries} --references {input.references}"
+        " -o {output} --topk {params.topk} 2> {log}"
+
+
+rule bench_cnn_extract:
+    """ImageNet CNN descriptors (GeM, L2) of one shard: the global-CNN-only baseline."""
+    input:
+        f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
+    output:
+        f"{WORK}/cnn/{{set}}/{{shard}}.h5",
+    log:
+        f"{LOGS}/bench_cnn_extract/{{set}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/bench_cnn_extract/{{set}}/{{shard}}.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        device=BASELINES["device"],
+        image_size=BASELINES["image_size"],
+        max_pixels=config["max_pixels"],
+    shell:
+        "d2lv bench cnn-extract --quiet {input} --set {wildcards.set} -o {output} --device {params.device}"
+        " --image-size {params.image_size} --threads {threads} --max-pixels {params.max_pixels} 2> {log}"
+
+
+rule bench_cnn_search:
+    """Nearest references of every query by cosine similarity."""
+    input:
+        queries=shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "queries"),
+        references=shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "references"),
+    output:
+        f"{BENCH}/cnn.parquet",
+    log:
+        f"{LOGS}/bench_cnn_search.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/bench_cnn_search.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        topk=BASELINES["topk"],
+    shell:
+        "d2lv bench cnn-search --quiet --queries {input.queries} --references {input.references}"
+        " -o {output} --topk {params.topk} 2> {log}"
+
+
+rule bench_report:
+    """report.md, results.parquet and plots: every system on the same benchmark."""
+    input:
+        ground_truth=GROUND_TRUTH or [],
+        categories=CATEGORIES or [],
+        pdq=f"{BENCH}/pdq.parquet",
+        cnn=f"{BENCH}/cnn.parquet",
+        candidates=f"{WORK}/local/candidates.parquet",
+        matches=f"{RESULTS}/matches.parquet",
+        pdq_store=shard_files(f"{WORK}/pdq/{{set}}/{{shard}}.h5", "references"),
+        cnn_store=shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "references"),
+        local_index=shard_files(f"{WORK}/local/index/{{shard}}.faiss", "references"),
+        local_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
+        queries_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
+        references_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
+    output:
+        report=f"{BENCH}/report.md",
+        table=f"{BENCH}/results.parquet",
+        pr=f"{BENCH}/pr_curves.png",
+    log:
+        f"{LOGS}/bench_report.log",
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        categories=lambda wildcards, input: f"--categories {input.categories}" if input.categories else "",
+        out=lambda wildcards, output: Path(output.report).parent,
+        benchmarks=f"{RESULTS}/benchmarks",
+        systems=report_systems,
+    shell:
+        "d2lv bench report --quiet --ground-truth {input.ground_truth} {params.categories}"
+        " --queries-manifests {input.queries_manifests} --references-manifests {input.references_manifests}"
+        " --benchmarks {params.benchmarks} -o {params.out} --baseline PDQ {params.systems} 2> {log}"
+
+
+rule bench:
+    """Target: the benchmark report (run with ground_truth set)."""
+    input:
+        rules.bench_report.output,
