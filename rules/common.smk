@@ -38,7 +38,7 @@ def report_systems(wildcards, input):
     """`d2lv bench report` arguments: each system's predictions, workflow steps and stored index."""
     systems = [
         ("PDQ", input.pdq, "manifest,bench_pdq_hash,bench_pdq_match", input.pdq_store),
-        ("CNN global (ImageNet GeM)", input.cnn, "manifest,bench_cnn_extract,bench_cnn_search", input.cnn_store),
+        ("CNN global (ImageNet GeM)", f"{input.cnn}#similarity", "manifest,bench_cnn_extract,bench_cnn_search", input.cnn_store),
         ("d2lv local, votes only", f"{input.candidates}#votes",
          "manifest,sift,local_index,local_recall,local_candidates", input.local_index),
         ("d2lv full", input.matches,

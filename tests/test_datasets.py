@@ -1,4 +1,5 @@
 import csv
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import skimage.data
 from PIL import Image
 
 from d2lv import datasets
-from d2lv.edits import RECIPES
+from d2lv.edits import FAMILIES, RECIPES
 from d2lv.images import find_images, load_image
 
 BSDS500 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bsds500"
@@ -136,3 +137,239 @@ def test_more_copies_than_references_is_an_error(photo_folder, tmp_path):
 def test_make_devset_on_bsds500(tmp_path):
     datasets.make_devset(BSDS500, tmp_path, n_references=12, n_copies=7, n_noncopies=7)
     _check_benchmark(tmp_path, 12, 7, 7)
+
+
+# --- make_bench (DISC21-shaped benchmark) ---------------------------------------------
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BENCH_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry",
+                "camera", "coins", "brick", "gravel", "grass")
+#: Photos cut into fake UKBench groups: four crops of one photo = four photos of one object.
+UKBENCH_PHOTOS = ("retina", "hubble_deep_field", "moon")
+
+
+def _quadrants(img: Image.Image) -> list[Image.Image]:
+    w, h = img.size
+    return [img.crop((x, y, x + w // 2, y + h // 2)).resize((160, 120)) for x, y in
+            [(0, 0), (w // 2, 0), (0, h // 2), (w // 2, h // 2)]]
+
+
+@pytest.fixture(scope="module")
+def bench_sources(tmp_path_factory) -> list[Path]:
+    """Two folders: 40 small photos plus one large one, and 12 ukbench-style files (3 objects)."""
+    photos, ukbench = tmp_path_factory.mktemp("photos"), tmp_path_factory.mktemp("ukbench")
+    for name in BENCH_PHOTOS:
+        for i, crop in enumerate(_quadrants(Image.fromarray(getattr(skimage.data, name)()))):
+            crop.save(photos / f"{name}_{i}.jpg")
+    Image.fromarray(skimage.data.astronaut()).resize((1200, 1000)).save(photos / "large.png")
+    for g, name in enumerate(UKBENCH_PHOTOS):
+        for i, crop in enumerate(_quadrants(Image.fromarray(getattr(skimage.data, name)()))):
+            crop.save(ukbench / f"ukbench{4 * g + i:05d}.jpg")
+    return [photos, ukbench]
+
+
+def _thumb(img: Image.Image) -> np.ndarray:
+    a = np.asarray(img.convert("L").resize((24, 24), Image.BILINEAR), dtype=np.float64).ravel()
+    return (a - a.mean()) / (a.std() + 1e-9)
+
+
+def _identify(path: Path, sources: list[Path]) -> Path:
+    """The source photo that ``path`` (an unedited or lightly edited image) shows."""
+    target = _thumb(Image.open(path))
+    scores = [float(target @ _thumb(Image.open(s))) / target.size for s in sources]
+    assert max(scores) > 0.9
+    return sources[int(np.argmax(scores))]
+
+
+def _check_bench(out: Path, n_references: int, n_copies: int, n_noncopies: int, n_hard_negatives: int,
+                 families: tuple[str, ...] = tuple(FAMILIES)) -> list[dict[str, str]]:
+    files = _written_files(out)
+    assert len(files["references"]) == n_references
+    assert len(files["queries"]) == n_copies + n_noncopies + n_hard_negatives
+    for path in files["references"] + files["queries"]:
+        with Image.open(path) as img:
+            assert img.format == "JPEG" and img.mode == "RGB"
+            img.load()
+
+    truth = _read_csv(out / "ground_truth.csv")
+    categories = _read_csv(out / "categories.csv")
+    assert list(truth[0]) == ["query_id", "reference_id"]
+    assert list(categories[0]) == ["query_id", *datasets.BENCH_CATEGORY_COLUMNS]
+    assert [row["query_id"] for row in truth] == [p.stem for p in files["queries"]]
+    reference_ids = {p.stem for p in files["references"]}
+    kinds = {}
+    for cat, gt in zip(categories, truth, strict=True):
+        assert cat["query_id"] == gt["query_id"]
+        kinds.setdefault(cat["kind"], []).append(cat)
+        if cat["kind"] == "copy":
+            assert gt["reference_id"] in reference_ids and not cat["similar_reference_id"]
+        else:
+            assert gt["reference_id"] == ""
+        if cat["kind"] == "hard_negative":
+            assert cat["similar_reference_id"] in reference_ids
+            assert cat["recipe"] in datasets.HARD_NEGATIVE_EDITS
+        box = [cat[f"box_{c}"] for c in ("x0", "y0", "x1", "y1")]
+        placed = any(step in cat["steps"].split("+") for step in _PLACING_STEPS)
+        assert (box != ["", "", "", ""]) == placed
+        if placed:
+            x0, y0, x1, y1 = map(int, box)
+            with Image.open(out / "queries" / f"{cat['query_id']}.jpg") as img:
+                assert 0 <= x0 < x1 <= img.width and 0 <= y0 < y1 <= img.height
+    copies = [gt["reference_id"] for gt in truth if gt["reference_id"]]
+    assert len(copies) == len(set(copies)) == n_copies
+    assert len(kinds.get("noncopy", [])) == n_noncopies
+    assert len(kinds.get("hard_negative", [])) == n_hard_negatives
+    for kind, n in (("copy", n_copies), ("noncopy", n_noncopies)):  # families evenly spread
+        counts = {f: sum(c["recipe"] == f for c in kinds.get(kind, [])) for f in families}
+        assert sum(counts.values()) == n and max(counts.values()) - min(counts.values()) <= 1
+    return categories
+
+
+_PLACING_STEPS = ("pad", "pad_square", "pad_blur", "pad_photo", "overlay_onto_background_image",
+                  "overlay_onto_screenshot", "meme_format")
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # AugLy uses np.matrix
+def test_make_bench_writes_a_consistent_benchmark(bench_sources, tmp_path):
+    n_families = len(FAMILIES)
+    datasets.make_bench(bench_sources, tmp_path, n_references=14, n_copies=n_families, n_noncopies=n_families,
+                        n_hard_negatives=3, max_side=300, seed=0, progress=False)
+    _check_bench(tmp_path, 14, n_families, n_families, 3)
+    for path in _written_files(tmp_path)["references"]:
+        assert max(Image.open(path).size) <= 300
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_make_bench_hard_negatives_show_a_reference_object_in_another_photo(bench_sources, tmp_path):
+    datasets.make_bench(bench_sources, tmp_path, n_references=10, n_copies=2, n_noncopies=3, n_hard_negatives=3,
+                        families=["text"], seed=1, progress=False)
+    ukbench = sorted(bench_sources[1].iterdir())
+    group = {p: int(p.stem[-5:]) // 4 for p in ukbench}
+    truth = {row["query_id"]: row["reference_id"] for row in _read_csv(tmp_path / "ground_truth.csv")}
+    hard = [c for c in _read_csv(tmp_path / "categories.csv") if c["kind"] == "hard_negative"]
+    assert len(hard) == 3 and not any(truth[c["query_id"]] for c in hard)
+    partners = set()
+    for cat in hard:
+        shown = _identify(tmp_path / "references" / f"{cat['similar_reference_id']}.jpg", ukbench)
+        queried = _identify(tmp_path / "queries" / f"{cat['query_id']}.jpg", ukbench)
+        assert shown != queried and group[shown] == group[queried]
+        partners.add(cat["similar_reference_id"])
+    assert len(partners) == 3  # one object each
+
+
+def test_bench_plan_keeps_objects_and_backgrounds_apart(bench_sources):
+    sources = datasets._collect_images(bench_sources)
+    for seed in range(10):
+        references, queries = datasets._plan_bench(sources, 16, 11, 11, 2, tuple(FAMILIES),
+                                                   np.random.default_rng(seed))
+        assert len(set(references)) == 16
+        reference_side = set(references)
+        for q in queries:
+            if q.kind == "copy":
+                assert references[int(q.reference_id[1:])] == q.source
+            else:
+                assert q.source not in reference_side
+            if q.kind == "hard_negative":
+                partner = references[int(q.similar_reference_id[1:])]
+                assert partner.name.startswith("ukbench") and partner != q.source
+                assert int(partner.stem[-5:]) // 4 == int(q.source.stem[-5:]) // 4
+            if q.background is not None:
+                assert q.background not in reference_side and q.background != q.source
+            assert (q.background is not None) == (q.family in ("paste", "padding", "combo"))
+        # A UKBench object is either among the references or among the other photos, but for
+        # the hard-negative pairs.
+        hard = {q.source for q in queries if q.kind == "hard_negative"}
+        used_elsewhere = {q.source for q in queries if q.kind == "noncopy"} | {q.background for q in queries}
+        for g in range(len(UKBENCH_PHOTOS)):
+            members = {p for p in sources if p.name.startswith("ukbench") and int(p.stem[-5:]) // 4 == g}
+            if members & reference_side:
+                assert not (members & used_elsewhere) - hard
+
+
+def test_bench_plan_chooses_hard_negatives_by_default_up_to_a_fifth_of_the_noncopies(bench_sources):
+    sources = datasets._collect_images(bench_sources)
+    plan = functools.partial(datasets._plan_bench, sources, 10, 5, families=("mild",), rng=np.random.default_rng(0))
+    assert sum(q.kind == "hard_negative" for q in plan(n_noncopies=10, n_hard_negatives=None)[1]) == 2
+    assert sum(q.kind == "hard_negative" for q in plan(n_noncopies=20, n_hard_negatives=None)[1]) == 3  # 3 groups
+    assert sum(q.kind == "hard_negative" for q in plan(n_noncopies=10, n_hard_negatives=0)[1]) == 0
+
+
+def test_make_bench_boxes_show_the_copied_reference(bench_sources, tmp_path):
+    placing = ("padding", "paste", "screenshot", "meme")
+    datasets.make_bench(bench_sources, tmp_path, n_references=12, n_copies=12, n_noncopies=4, n_hard_negatives=0,
+                        families=placing, seed=2, progress=False)
+    truth = {row["query_id"]: row["reference_id"] for row in _read_csv(tmp_path / "ground_truth.csv")}
+    for cat in _read_csv(tmp_path / "categories.csv"):
+        assert cat["box_x0"] != ""
+        if cat["kind"] != "copy":
+            continue
+        x0, y0, x1, y1 = (int(cat[f"box_{c}"]) for c in ("x0", "y0", "x1", "y1"))
+        inside = Image.open(tmp_path / "queries" / f"{cat['query_id']}.jpg").crop((x0, y0, x1, y1))
+        reference = Image.open(tmp_path / "references" / f"{truth[cat['query_id']]}.jpg")
+        # Screenshots may crop the photo's centre to fill their slot.
+        scale = min(reference.width / (x1 - x0), reference.height / (y1 - y0))
+        cw, ch = (x1 - x0) * scale, (y1 - y0) * scale
+        left, top = (reference.width - cw) / 2, (reference.height - ch) / 2
+        centre = reference.crop((round(left), round(top), round(left + cw), round(top + ch)))
+        assert float(_thumb(inside) @ _thumb(centre)) / 576 > 0.9, cat
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_make_bench_is_reproducible(bench_sources, tmp_path):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        datasets.make_bench(bench_sources, tmp_path / name, n_references=10, n_copies=8, n_noncopies=8,
+                            n_hard_negatives=1, seed=seed, progress=False)
+    assert _file_bytes(tmp_path / "a") == _file_bytes(tmp_path / "b")
+    assert _file_bytes(tmp_path / "a") != _file_bytes(tmp_path / "c")
+
+
+def test_make_bench_errors_say_what_is_missing(bench_sources, tmp_path):
+    n_sources = 41 + 12
+    with pytest.raises(ValueError, match=f"too few source images: found {n_sources}, need {n_sources + 1}"):
+        datasets.make_bench(bench_sources, tmp_path, n_references=30, n_copies=5, n_noncopies=n_sources - 32,
+                            n_hard_negatives=3, progress=False)
+    with pytest.raises(ValueError, match="too few same-object groups for 4 hard negatives: found 3"):
+        datasets.make_bench(bench_sources, tmp_path, n_references=10, n_copies=5, n_noncopies=5,
+                            n_hard_negatives=4, progress=False)
+    with pytest.raises(ValueError, match="unknown"):
+        datasets.make_bench(bench_sources, tmp_path, n_references=10, n_copies=5, n_noncopies=5,
+                            families=["sepia"], progress=False)
+    with pytest.raises(ValueError, match="n_copies"):
+        datasets.make_bench(bench_sources, tmp_path, n_references=4, n_copies=5, n_noncopies=5, progress=False)
+    with pytest.raises(ValueError, match="outside the references to paste onto: found 0"):
+        datasets.make_bench(bench_sources[0], tmp_path, n_references=41, n_copies=5, n_noncopies=0,
+                            families=["paste"], progress=False)
+
+
+def test_same_object_groups_follow_ukbench_numbering(tmp_path):
+    names = ["ukbench00000.jpg", "ukbench00003.jpg", "UKBENCH00004.png", "ukbench00005.jpg", "photo.jpg",
+             "ukbench0001.jpg"]
+    paths = [tmp_path / n for n in names] + [tmp_path / "other" / "ukbench00001.jpg"]
+    units = {frozenset(p.relative_to(tmp_path).as_posix() for p in unit) for unit in datasets.same_object_groups(paths)}
+    assert units == {
+        frozenset({"ukbench00000.jpg", "ukbench00003.jpg"}),
+        frozenset({"UKBENCH00004.png", "ukbench00005.jpg"}),
+        frozenset({"photo.jpg"}),
+        frozenset({"ukbench0001.jpg"}),  # not five digits
+        frozenset({"other/ukbench00001.jpg"}),  # another folder, another object
+    }
+
+
+def test_drop_near_duplicates_keeps_the_first_of_each_picture(bench_sources, tmp_path):
+    sources = datasets._collect_images(bench_sources)
+    assert datasets.drop_near_duplicates(sources) == sources  # the fixture's photos are all distinct
+    original = Image.open(sources[5])
+    original.resize((120, 90)).save(tmp_path / "smaller.jpg", quality=40)
+    original.point(lambda v: min(255, v + 12)).save(tmp_path / "brighter.png")
+    with_copies = [*sources[:8], tmp_path / "smaller.jpg", tmp_path / "brighter.png", *sources[8:]]
+    assert datasets.drop_near_duplicates(with_copies) == sources
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared photos not available")
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_make_bench_on_shared_photos(tmp_path):
+    folders = [SHARED_DATA / name for name in ("bsds500", "imagenet-sample", "ukbench")]
+    n_families = len(FAMILIES)
+    datasets.make_bench(folders, tmp_path, n_references=30, n_copies=n_families, n_noncopies=n_families,
+                        n_hard_negatives=4, seed=0, progress=False)
+    _check_bench(tmp_path, 30, n_families, n_families, 4)

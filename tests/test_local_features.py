@@ -209,3 +209,13 @@ class TestVerify:
     def test_unknown_geometry_is_rejected(self):
         with pytest.raises(ValueError, match="geometry"):
             verify.VerifyParams(geometry="similarity")
+
+
+def test_only_the_contrib_headless_opencv_is_installed():
+    from importlib import metadata
+
+    installed = {dist.metadata["Name"].lower() for dist in metadata.distributions()}
+    shadowing = {"opencv-python", "opencv-contrib-python", "opencv-python-headless"} & installed
+    assert "opencv-contrib-python-headless" in installed
+    assert not shadowing, f"these wheels also provide cv2 and may shadow the contrib build: {shadowing}"
+    assert hasattr(cv2, "ximgproc"), "cv2 is not the contrib build"

@@ -130,6 +130,44 @@ def _make_devset(args: argparse.Namespace) -> None:
                          n_copies=args.copies, n_noncopies=args.noncopies, seed=args.seed)
 
 
+ISC_SET = {"queries": "query", "references": "reference"}
+
+
+def _bench_pdq_hash(args: argparse.Namespace) -> None:
+    from d2lv import manifest, pdq
+
+    hashes = pdq.hash_manifest(manifest.read_manifest(args.manifest), dihedral=args.set == "queries",
+                               max_pixels=args.max_pixels, progress=not args.quiet)
+    pdq.write_hashes(args.out, hashes, {"set": args.set})
+
+
+def _bench_pdq_match(args: argparse.Namespace) -> None:
+    from d2lv import pdq, tables
+
+    pairs = pdq.match(pdq.read_hashes(args.queries), pdq.read_hashes(args.references), args.topk,
+                      progress=not args.quiet)
+    tables.write_table(pairs, args.out, tables.PDQ_PAIRS)
+
+
+def _bench_cnn_extract(args: argparse.Namespace) -> None:
+    from d2lv import global_descriptors, manifest
+
+    usable = manifest.read_manifest(args.manifest)
+    model = global_descriptors.DescriptorModel(device=args.device, image_size=args.image_size, threads=args.threads)
+    vectors = model.extract(list(usable.path), progress=not args.quiet, max_pixels=args.max_pixels)
+    global_descriptors.write_descriptor_shard(args.out, ISC_SET[args.set], list(usable.id), vectors, model.attrs)
+
+
+def _bench_cnn_search(args: argparse.Namespace) -> None:
+    from d2lv import global_descriptors as gd
+    from d2lv import tables
+
+    query_ids, queries = gd.read_descriptors(args.queries, "query")
+    reference_ids, references = gd.read_descriptors(args.references, "reference")
+    pairs = gd.search(query_ids, queries, reference_ids, references, args.topk, progress=not args.quiet)
+    tables.write_table(pairs, args.out, tables.SIMILARITY_PAIRS)
+
+
 def _bench_report(args: argparse.Namespace) -> None:
     from d2lv import bench, manifest, metrics
 
@@ -305,6 +343,33 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="results folder; the report lands in OUT/bench/")
     p.add_argument("--cores", default="all", help="Snakemake --cores")
     p.add_argument("--config", nargs="*", default=[], help="extra KEY=VALUE Snakemake config overrides")
+
+    p = _add(steps, "pdq-hash", _bench_pdq_hash, "PDQ hashes of a manifest's images (queries: 8 dihedral variants)")
+    p.add_argument("manifest", help="manifest .parquet")
+    p.add_argument("--set", choices=["queries", "references"], required=True)
+    p.add_argument("-o", "--out", required=True, help="hashes .h5")
+    p.add_argument("--max-pixels", type=int, default=89_478_485)
+
+    p = _add(steps, "pdq-match", _bench_pdq_match, "nearest references by Hamming distance (PDQ baseline)")
+    p.add_argument("--queries", nargs="+", required=True, help="query hashes .h5")
+    p.add_argument("--references", nargs="+", required=True, help="reference hashes .h5")
+    p.add_argument("-o", "--out", required=True, help="pairs .parquet")
+    p.add_argument("--topk", type=int, default=10)
+
+    p = _add(steps, "cnn-extract", _bench_cnn_extract, "ImageNet CNN descriptors, GeM pooled (CNN baseline)")
+    p.add_argument("manifest", help="manifest .parquet")
+    p.add_argument("--set", choices=["queries", "references"], required=True)
+    p.add_argument("-o", "--out", required=True, help="descriptors .h5 (ISC layout, one set)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    p.add_argument("--max-pixels", type=int, default=89_478_485)
+
+    p = _add(steps, "cnn-search", _bench_cnn_search, "nearest references by cosine similarity (CNN baseline)")
+    p.add_argument("--queries", nargs="+", required=True, help="query descriptors .h5")
+    p.add_argument("--references", nargs="+", required=True, help="reference descriptors .h5")
+    p.add_argument("-o", "--out", required=True, help="pairs .parquet")
+    p.add_argument("--topk", type=int, default=10)
 
     p = _add(steps, "report", _bench_report, "score every system and write report.md, results.parquet, plots")
     p.add_argument("--system", action="append", required=True,

@@ -6,27 +6,39 @@ A benchmark folder holds::
     queries/Q00000.jpg ...       edited copies of references, and edited
                                  photos that are not in the collection
     ground_truth.csv             query_id,reference_id (empty: not a copy)
-    categories.csv               query_id,kind,recipe (kind: copy|noncopy)
+    categories.csv               query_id,kind,recipe,... (kind: copy|noncopy,
+                                 and hard_negative in :func:`make_bench`)
+
+Three builders share this layout: :func:`make_demo` (tiny, from scikit-image's
+photos), :func:`make_devset` (recipes of :data:`d2lv.edits.RECIPES`) and
+:func:`make_bench` (shaped like ISC 2021's DISC21: the edit families of
+:data:`d2lv.edits.FAMILIES`, hard negatives, boxes of pasted copies).
 
 Ids are neutral and queries are shuffled, so no file name gives the answer
 away. Everything is drawn from one seed and saved at a fixed JPEG quality:
-the same seed gives byte-identical files.
+the same seed gives byte-identical files. Query ``i`` is edited with its own
+generator, derived from ``(seed, i)`` alone, so queries can be built in any
+order or in parallel.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from d2lv.edits import RECIPES, random_edit
-from d2lv.images import find_images, load_image
+from d2lv.edits import FAMILIES, RECIPES, Edited, apply_family, random_edit
+from d2lv.images import ImageError, find_images, load_image
 
 QUERY_DIR = "queries"
 REFERENCE_DIR = "references"
@@ -58,12 +70,50 @@ DEMO_NONCOPIES = 4
 
 _ID_PATTERN = re.compile(r"^(Q\d{5}|R\d{6})\.jpg$")
 
+#: UKBench-style file names: ``ukbench00000``-``ukbench00003`` are four photos of one object.
+SAME_OBJECT_PATTERN = re.compile(r"ukbench(\d{5})", re.IGNORECASE)
+SAME_OBJECT_GROUP_SIZE = 4
+
+#: ``recipe`` of a hard negative left unedited.
+NO_EDIT = "none"
+#: How hard negatives are edited: lightly, or not at all.
+HARD_NEGATIVE_EDITS: tuple[str, ...] = ("mild", NO_EDIT)
+#: Families that need a photo outside the references to paste onto.
+BACKDROP_FAMILIES: tuple[str, ...] = ("paste", "combo")
+#: Families that can use such a photo (image-border padding).
+_BACKDROP_USERS: tuple[str, ...] = (*BACKDROP_FAMILIES, "padding")
+
+BENCH_CATEGORY_COLUMNS: tuple[str, ...] = (
+    "kind",
+    "recipe",
+    "steps",
+    "similar_reference_id",
+    "box_x0",
+    "box_y0",
+    "box_x1",
+    "box_y1",
+)
+
 
 @dataclass(frozen=True)
 class _Query:
+    """A query of :func:`make_devset` / :func:`make_demo`."""
+
     source: Path
     reference_id: str  # "" for a non-copy
     primary: str  # edit recipe
+
+
+@dataclass(frozen=True)
+class _BenchQuery:
+    """A query of :func:`make_bench`."""
+
+    source: Path
+    kind: str  # copy | noncopy | hard_negative
+    family: str  # edit family, or NO_EDIT
+    reference_id: str = ""  # the reference it copies ("" unless kind == "copy")
+    similar_reference_id: str = ""  # hard negatives: the reference showing the same object
+    background: Path | None = None  # photo to paste onto, for families that can use one
 
 
 def _query_id(i: int) -> str:
@@ -72,6 +122,14 @@ def _query_id(i: int) -> str:
 
 def _reference_id(i: int) -> str:
     return f"R{i:06d}"
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    """Generator number ``stream`` of ``seed``: 0 plans the benchmark, ``1 + i`` edits query ``i``.
+
+    The same as ``SeedSequence(seed).spawn(n)[stream]``, without spawning the others.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
 
 
 def planned_files(out: Path, n_references: int, n_queries: int) -> dict[str, list[Path]]:
@@ -94,6 +152,7 @@ def make_devset(
     n_copies: int = 150,
     n_noncopies: int = 150,
     seed: int = 0,
+    progress: bool = True,
 ) -> None:
     """Build a development benchmark from the photos under ``source`` (recursively).
 
@@ -101,12 +160,12 @@ def make_devset(
         ValueError: ``source`` has fewer than ``n_references + n_noncopies``
             images, or ``n_copies > n_references``.
     """
-    _build(list(find_images(source)), Path(out), n_references, n_copies, n_noncopies, seed)
+    _build(list(find_images(source)), Path(out), n_references, n_copies, n_noncopies, seed, progress)
 
 
-def make_demo(out: Path, seed: int = 0) -> None:
+def make_demo(out: Path, seed: int = 0, progress: bool = True) -> None:
     """Build a tiny benchmark from the photos shipped with scikit-image (no download)."""
-    _build(_demo_photos(), Path(out), DEMO_REFERENCES, DEMO_COPIES, DEMO_NONCOPIES, seed)
+    _build(_demo_photos(), Path(out), DEMO_REFERENCES, DEMO_COPIES, DEMO_NONCOPIES, seed, progress)
 
 
 def _demo_photos() -> list[Path]:
@@ -116,20 +175,23 @@ def _demo_photos() -> list[Path]:
     return [folder / name for name in DEMO_PHOTOS if (folder / name).is_file()]
 
 
-def _balanced_recipes(n: int, rng: np.random.Generator) -> list[str]:
-    """``n`` recipe names, each used equally often (up to one), in random order."""
-    names = list(RECIPES)
+def _balanced(names: Sequence[str], n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` of ``names``, each used equally often (up to one), in random order."""
     return [names[i % len(names)] for i in rng.permutation(n)]
+
+
+def _check_counts(n_references: int, n_copies: int, n_noncopies: int) -> None:
+    if min(n_references, n_copies, n_noncopies) < 0:
+        raise ValueError("image counts must be non-negative")
+    if n_copies > n_references:
+        raise ValueError(f"n_copies={n_copies} > n_references={n_references}: each copy needs its own reference")
 
 
 def _plan(
     sources: Sequence[Path], n_references: int, n_copies: int, n_noncopies: int, rng: np.random.Generator
 ) -> tuple[list[Path], list[_Query]]:
-    """Choose the reference photos and the queries, in id order."""
-    if min(n_references, n_copies, n_noncopies) < 0:
-        raise ValueError("image counts must be non-negative")
-    if n_copies > n_references:
-        raise ValueError(f"n_copies={n_copies} > n_references={n_references}: each copy needs its own reference")
+    """Choose the reference photos and the queries of a dev set, in id order."""
+    _check_counts(n_references, n_copies, n_noncopies)
     needed = n_references + n_noncopies
     if len(sources) < needed:
         raise ValueError(
@@ -140,46 +202,354 @@ def _plan(
     references = [sources[i] for i in order[:n_references]]
     noncopy_sources = [sources[i] for i in order[n_references:needed]]
     copied = rng.choice(n_references, size=n_copies, replace=False)
+    names = list(RECIPES)
     queries = [
         _Query(references[r], _reference_id(r), recipe)
-        for r, recipe in zip(copied, _balanced_recipes(n_copies, rng))
-    ] + [_Query(src, "", recipe) for src, recipe in zip(noncopy_sources, _balanced_recipes(n_noncopies, rng))]
+        for r, recipe in zip(copied, _balanced(names, n_copies, rng))
+    ] + [_Query(src, "", recipe) for src, recipe in zip(noncopy_sources, _balanced(names, n_noncopies, rng))]
     return references, [queries[i] for i in rng.permutation(len(queries))]
 
 
 def _build(
-    sources: Sequence[Path], out: Path, n_references: int, n_copies: int, n_noncopies: int, seed: int
+    sources: Sequence[Path],
+    out: Path,
+    n_references: int,
+    n_copies: int,
+    n_noncopies: int,
+    seed: int,
+    progress: bool = True,
 ) -> None:
-    plan_seed, *edit_seeds = np.random.SeedSequence(seed).spawn(1 + n_copies + n_noncopies)
-    references, queries = _plan(sources, n_references, n_copies, n_noncopies, np.random.default_rng(plan_seed))
+    references, queries = _plan(sources, n_references, n_copies, n_noncopies, _rng(seed, 0))
+    _write(out, references, queries, _render_devset_query, ("kind", "recipe"), _load, seed, progress)
+
+
+def _render_devset_query(query: _Query, rng: np.random.Generator) -> tuple[Image.Image, tuple[str, ...]]:
+    edited, applied = random_edit(_load(query.source), rng, primary=query.primary)
+    return edited, ("copy" if query.reference_id else "noncopy", "+".join(applied))
+
+
+# --- DISC21-style benchmark ----------------------------------------------------------
+
+
+def make_bench(
+    sources: str | os.PathLike | Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    n_references: int = 1000,
+    n_copies: int = 1000,
+    n_noncopies: int = 1000,
+    n_hard_negatives: int | None = None,
+    families: Sequence[str] | None = None,
+    max_side: int | None = 1024,
+    seed: int = 0,
+    progress: bool = True,
+) -> None:
+    """Build a benchmark shaped like ISC 2021's DISC21 from folders of photos.
+
+    * ``n_references`` photos, long side capped at ``max_side``, make the collection.
+    * ``n_copies`` queries each copy a different reference, edited by one family of
+      :data:`d2lv.edits.FAMILIES` (each family equally often).
+    * ``n_noncopies`` queries are photos outside the references, edited the same way.
+    * ``n_hard_negatives`` queries show an object that a reference also shows, in another
+      photo (UKBench-style files ``ukbenchNNNNN``, four per object): not copies, edited
+      lightly (``mild``) or not at all (``none``).
+
+    ``categories.csv`` has ``query_id,kind,recipe,steps,similar_reference_id,box_x0,box_y0,
+    box_x1,box_y1``: ``kind`` is copy, noncopy or hard_negative; ``recipe`` the family;
+    ``steps`` the elementary edits joined by ``+``; ``similar_reference_id`` the reference
+    of a hard negative's object; the box (pixels, ``x1``/``y1`` exclusive) is where the
+    photo lies in the query when a family placed it in a larger picture (padding, paste,
+    screenshot, meme), empty otherwise.
+
+    Near-duplicate source photos are dropped first (:func:`drop_near_duplicates`), and
+    photos of one object are never split between the references and the other roles,
+    except for the hard-negative pairs: a non-copy never shows a reference's picture.
+    Pasted photos go onto photos that are not references.
+
+    Args:
+        sources: a folder, or several, searched recursively.
+        n_hard_negatives: None: as many as the sources allow, up to a fifth of
+            ``n_noncopies``.
+        families: names from :data:`d2lv.edits.FAMILIES`; None: all of them.
+        max_side: cap on the long side of every photo before editing (None: no cap).
+
+    Raises:
+        ValueError: too few source images (or same-object groups) for the requested
+            sizes, ``n_copies > n_references``, or an unknown family.
+    """
+    folders = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    found = _collect_images(folders)
+    distinct = drop_near_duplicates(found, progress=progress)
+    references, queries = _plan_bench(
+        distinct,
+        n_references,
+        n_copies,
+        n_noncopies,
+        n_hard_negatives,
+        tuple(FAMILIES) if families is None else tuple(families),
+        _rng(seed, 0),
+        n_dropped=len(found) - len(distinct),
+    )
+    load = functools.partial(_load, max_side=max_side)
+    render = functools.partial(_render_bench_query, max_side=max_side)
+    _write(Path(out), references, queries, render, BENCH_CATEGORY_COLUMNS, load, seed, progress)
+
+
+def _collect_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
+    """The images under ``folders``, in order, each file once."""
+    seen: set[Path] = set()
+    found: list[Path] = []
+    for folder in folders:
+        for path in find_images(folder):
+            if (key := path.resolve()) not in seen:
+                seen.add(key)
+                found.append(path)
+    return found
+
+
+#: Photos whose hashes (:func:`_dct_hash`, 63 bits) differ in at most this many bits are
+#: taken for one picture.
+NEAR_DUPLICATE_BITS = 8
+
+
+def drop_near_duplicates(
+    paths: Sequence[Path], max_distance: int = NEAR_DUPLICATE_BITS, progress: bool = False
+) -> list[Path]:
+    """``paths`` without the photos that nearly duplicate an earlier one.
+
+    Catches the same picture re-encoded, resized, recoloured slightly or reframed by a
+    few pixels (a 63-bit DCT hash of the greyscale thumbnail, as in pHash); not crops or
+    heavier edits. Unrelated photos rarely come closer than ~10 bits.
+    """
+    if len(paths) < 2:
+        return list(paths)
+    signs = np.array(
+        [_dct_hash(p) for p in tqdm(paths, desc="hashing sources", unit="img", disable=not progress)],
+        dtype=np.float32,
+    )  # +-1
+    close: list[tuple[int, int]] = []
+    for start in range(0, len(paths), 2048):  # Hamming distance = (bits - dot product) / 2
+        distance = (signs.shape[1] - signs[start : start + 2048] @ signs.T) / 2
+        for i, j in zip(*np.nonzero(distance <= max_distance)):
+            if start + i < j:
+                close.append((start + int(i), int(j)))
+    dropped: set[int] = set()
+    for i, j in sorted(close, key=lambda pair: (pair[1], pair[0])):  # i < j: j is the later one
+        if i not in dropped:
+            dropped.add(j)
+    return [p for k, p in enumerate(paths) if k not in dropped]
+
+
+@functools.cache
+def _dct_basis(n: int = 32, keep: int = 8) -> np.ndarray:
+    """The first ``keep`` rows of the orthonormal ``n``-point DCT-II matrix."""
+    k, x = np.arange(keep)[:, None], np.arange(n)[None, :]
+    basis = np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2 / n)
+    basis[0] /= np.sqrt(2)
+    return basis
+
+
+def _dct_hash(path: Path) -> np.ndarray:
+    """+-1 signs of the 8x8 lowest DCT frequencies (but the mean) of a 32x32 greyscale
+    thumbnail, against their median."""
+    try:
+        with Image.open(path) as img:
+            img.draft("L", (64, 64))  # JPEG: decode at reduced scale
+            thumb = ImageOps.exif_transpose(img).convert("L").resize((32, 32), Image.BILINEAR)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{path}: unreadable image: {err}") from err
+    basis = _dct_basis()
+    coefficients = (basis @ np.asarray(thumb, dtype=np.float64) @ basis.T).ravel()[1:]
+    return np.where(coefficients > np.median(coefficients), 1.0, -1.0)
+
+
+def same_object_groups(paths: Sequence[Path]) -> list[tuple[Path, ...]]:
+    """``paths`` as units that must stay together: one per UKBench object, one per other photo.
+
+    Files named ``ukbenchNNNNN`` (any extension, in one folder) with the same ``NNNNN // 4``
+    are photos of one object.
+    """
+    groups: dict[tuple[Path, int], list[Path]] = {}
+    units: list[tuple[Path, ...]] = []
+    for path in paths:
+        match = SAME_OBJECT_PATTERN.fullmatch(path.stem)
+        if match:
+            groups.setdefault((path.parent, int(match[1]) // SAME_OBJECT_GROUP_SIZE), []).append(path)
+        else:
+            units.append((path,))
+    return units + [tuple(group) for group in groups.values()]
+
+
+def _plan_bench(
+    sources: Sequence[Path],
+    n_references: int,
+    n_copies: int,
+    n_noncopies: int,
+    n_hard_negatives: int | None,
+    families: Sequence[str],
+    rng: np.random.Generator,
+    n_dropped: int = 0,
+) -> tuple[list[Path], list[_BenchQuery]]:
+    """Choose the references and the queries of a :func:`make_bench` benchmark, in id order.
+
+    ``n_dropped``: near-duplicates already left out of ``sources`` (for error messages).
+    """
+    _check_counts(n_references, n_copies, n_noncopies)
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"unknown or no edit families {unknown}: choose from {', '.join(FAMILIES)}")
+    units = same_object_groups(sources)
+    groups = [i for i, unit in enumerate(units) if len(unit) > 1]
+    if n_hard_negatives is None:
+        n_hard_negatives = min(len(groups), n_noncopies // 5, n_references)
+    elif n_hard_negatives < 0:
+        raise ValueError("image counts must be non-negative")
+    elif n_hard_negatives > len(groups):
+        raise ValueError(
+            f"too few same-object groups for {n_hard_negatives} hard negatives: found {len(groups)} "
+            f"(UKBench-style files ukbenchNNNNN, {SAME_OBJECT_GROUP_SIZE} photos per object)"
+        )
+    elif n_hard_negatives > n_references:
+        raise ValueError(f"n_hard_negatives={n_hard_negatives} > n_references={n_references}")
+    needed = n_references + n_noncopies + n_hard_negatives
+    found = f"{len(sources)}" + (f" (after dropping {n_dropped} near-duplicates)" if n_dropped else "")
+    wanted = (
+        f"{n_references} references + {n_noncopies} non-copy queries + {n_hard_negatives} hard-negative queries"
+    )
+    if len(sources) < needed:
+        raise ValueError(f"too few source images: found {found}, need {needed} ({wanted})")
+
+    # Hard negatives: one photo of the object among the references, another as the query;
+    # the object's other photos are left out.
+    pairs: list[tuple[Path, Path]] = []
+    paired = rng.choice(groups, size=n_hard_negatives, replace=False)
+    for g in paired:
+        a, b = rng.choice(len(units[g]), size=2, replace=False)
+        pairs.append((units[g][a], units[g][b]))
+    # The rest, unit by unit: the references first; a group that overflows them is cut and
+    # the cut-off photos left out, so no object straddles references and queries.
+    n_other_references = n_references - n_hard_negatives
+    reference_side: list[Path] = []
+    other_side: list[Path] = []
+    used = set(int(g) for g in paired)
+    rest = [unit for i, unit in enumerate(units) if i not in used]
+    for i in rng.permutation(len(rest)):
+        unit = [rest[i][j] for j in rng.permutation(len(rest[i]))]
+        free = n_other_references - len(reference_side)
+        if free > 0:
+            reference_side += unit[:free]
+        else:
+            other_side += unit
+    if len(reference_side) < n_other_references or len(other_side) < n_noncopies:
+        usable = len(reference_side) + len(other_side) + 2 * n_hard_negatives
+        raise ValueError(
+            f"too few source images: found {found}, need {needed} ({wanted}), but only {usable} "
+            "are usable: photos of one object are never split between references and queries "
+            "except in hard-negative pairs"
+        )
+
+    references = reference_side + [a for a, _ in pairs]
+    references = [references[i] for i in rng.permutation(len(references))]
+    reference_ids = {path: _reference_id(i) for i, path in enumerate(references)}
+    copied = rng.choice(n_references, size=n_copies, replace=False)
+    queries = [
+        _BenchQuery(references[r], "copy", family, reference_id=_reference_id(r))
+        for r, family in zip(copied, _balanced(families, n_copies, rng))
+    ]
+    queries += [
+        _BenchQuery(src, "noncopy", family)
+        for src, family in zip(other_side[:n_noncopies], _balanced(families, n_noncopies, rng))
+    ]
+    queries += [
+        _BenchQuery(b, "hard_negative", edit, similar_reference_id=reference_ids[a])
+        for (a, b), edit in zip(pairs, _balanced(HARD_NEGATIVE_EDITS, n_hard_negatives, rng))
+    ]
+    # Backgrounds: photos that are neither references nor of a hard-negative object.
+    queries = [_with_background(q, other_side, rng) for q in queries]
+    missing = sorted({q.family for q in queries if q.family in BACKDROP_FAMILIES and q.background is None})
+    if missing:
+        raise ValueError(
+            f"families {missing} need photos outside the references to paste onto: found {len(other_side)}; "
+            "add source images or leave these families out"
+        )
+    return references, [queries[i] for i in rng.permutation(len(queries))]
+
+
+def _with_background(query: _BenchQuery, pool: Sequence[Path], rng: np.random.Generator) -> _BenchQuery:
+    """``query`` with a background photo from ``pool`` (not its own photo) if its family can use one."""
+    if query.family not in _BACKDROP_USERS or not pool:
+        return query
+    i = int(rng.integers(len(pool)))
+    if pool[i] == query.source:
+        if len(pool) == 1:
+            return query
+        i = (i + 1) % len(pool)
+    return dataclasses.replace(query, background=pool[i])
+
+
+def _render_bench_query(
+    query: _BenchQuery, rng: np.random.Generator, max_side: int | None
+) -> tuple[Image.Image, tuple[str, ...]]:
+    photo = _load(query.source, max_side)
+    if query.family == NO_EDIT:
+        edited = Edited(photo, ())
+    else:
+        backdrop = None if query.background is None else functools.partial(_load, query.background, max_side)
+        edited = apply_family(query.family, photo, rng, backdrop)
+    box = ("",) * 4 if edited.box is None else tuple(str(v) for v in edited.box)
+    return edited.image, (query.kind, query.family, "+".join(edited.steps), query.similar_reference_id, *box)
+
+
+# --- shared machinery ----------------------------------------------------------------
+
+
+def _load(path: Path, max_side: int | None = None) -> Image.Image:
+    """The photo at ``path`` as RGB, its long side shrunk to ``max_side`` if longer."""
+    try:
+        img = Image.fromarray(load_image(path))
+    except ImageError as err:
+        raise ImageError(f"{path}: {err}") from err
+    if max_side is not None and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
+    return img
+
+
+def _write(
+    out: Path,
+    references: Sequence[Path],
+    queries: Sequence[_Query] | Sequence[_BenchQuery],
+    render: Callable[[Any, np.random.Generator], tuple[Image.Image, tuple[str, ...]]],
+    columns: Sequence[str],
+    load_reference: Callable[[Path], Image.Image],
+    seed: int,
+    progress: bool,
+) -> None:
+    """Write the images and both CSV files of a planned benchmark.
+
+    Query ``i`` is rendered with generator ``1 + i`` of ``seed``; ``render`` gives its
+    image and its ``categories.csv`` row, whose ``columns`` follow ``query_id``.
+    """
     files = planned_files(out, len(references), len(queries))
     for folder in (out / REFERENCE_DIR, out / QUERY_DIR):
         _clear_images(folder)
-    recipes: list[str] = []
-    with tqdm(total=len(references) + len(queries), desc=f"building {out.name}", unit="img") as bar:
+    rows: list[tuple[str, ...]] = []
+    with tqdm(
+        total=len(references) + len(queries), desc=f"building {out.name}", unit="img", disable=not progress
+    ) as bar:
         for src, dst in zip(references, files["references"]):
-            _save(Image.fromarray(load_image(src)), dst)
+            _save(load_reference(src), dst)
             bar.update()
-        for query, dst, edit_seed in zip(queries, files["queries"], edit_seeds):
-            rng = np.random.default_rng(edit_seed)
-            edited, applied = random_edit(Image.fromarray(load_image(query.source)), rng, primary=query.primary)
-            _save(edited, dst)
-            recipes.append("+".join(applied))
+        for i, (query, dst) in enumerate(zip(queries, files["queries"])):
+            image, row = render(query, _rng(seed, 1 + i))
+            _save(image, dst)
+            rows.append((_query_id(i), *row))
             bar.update()
-    query_ids = [_query_id(i) for i in range(len(queries))]
     _write_csv(
         out / GROUND_TRUTH_FILE,
         ["query_id", "reference_id"],
-        [(qid, q.reference_id) for qid, q in zip(query_ids, queries)],
+        [(_query_id(i), q.reference_id) for i, q in enumerate(queries)],
     )
-    _write_csv(
-        out / CATEGORIES_FILE,
-        ["query_id", "kind", "recipe"],
-        [
-            (qid, "copy" if q.reference_id else "noncopy", recipe)
-            for qid, q, recipe in zip(query_ids, queries, recipes)
-        ],
-    )
+    _write_csv(out / CATEGORIES_FILE, ["query_id", *columns], rows)
 
 
 def _clear_images(folder: Path) -> None:
@@ -194,7 +564,7 @@ def _save(img: Image.Image, path: Path) -> None:
     img.convert("RGB").save(path, format="JPEG", quality=JPEG_QUALITY)
 
 
-def _write_csv(path: Path, header: list[str], rows: list[tuple[str, ...]]) -> None:
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[tuple[str, ...]]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)

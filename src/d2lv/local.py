@@ -112,12 +112,8 @@ def search_shard(index: faiss.Index, references: FeatureStore, queries: FeatureS
 
 
 def rank_within_query(pairs: pd.DataFrame, topk: int) -> pd.DataFrame:
-    """Keep the ``topk`` best references per query (most votes, then closest) and number them."""
-    ordered = pairs.sort_values(["query_id", "votes", "mean_distance", "reference_id"],
-                                ascending=[True, False, True, True], kind="stable")
-    ordered = ordered.groupby("query_id", sort=False).head(topk).copy()
-    ordered["rank"] = ordered.groupby("query_id", sort=False).cumcount() + 1
-    return ordered.reset_index(drop=True)
+    """Keep the ``topk`` best references per query: most votes, then closest."""
+    return tables.rank_within_query(pairs, [("votes", False), ("mean_distance", True)], topk)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Every stage reads and writes its tables through :func:`write_table` and
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +33,27 @@ PAIRS = pa.schema(
         ("votes", pa.int32()),
         ("mean_distance", pa.float32()),
         ("rank", pa.int32()),
+    ]
+)
+
+#: PDQ baseline pairs: nearest references by Hamming distance over the query's 8 dihedral variants.
+PDQ_PAIRS = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("reference_id", pa.string()),
+        ("score", pa.float32()),  # 1 - hamming / 256: 1 for identical hashes, ~0.5 for unrelated images
+        ("hamming", pa.int32()),  # min over the query's variants, 0..256
+        ("rank", pa.int32()),  # 1 = best reference of this query
+    ]
+)
+
+#: Global-descriptor pairs: nearest references by cosine similarity.
+SIMILARITY_PAIRS = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("reference_id", pa.string()),
+        ("similarity", pa.float32()),  # cosine similarity of the descriptors, -1..1
+        ("rank", pa.int32()),  # 1 = most similar reference of this query
     ]
 )
 
@@ -62,6 +83,22 @@ SKIPPED = pa.schema(
 def empty_frame(schema: pa.Schema) -> pd.DataFrame:
     """An empty DataFrame with the columns and dtypes of ``schema``."""
     return schema.empty_table().to_pandas()
+
+
+def rank_within_query(pairs: pd.DataFrame, order: Sequence[tuple[str, bool]], topk: int) -> pd.DataFrame:
+    """Keep each query's ``topk`` best references and number them from 1 (column ``rank``).
+
+    ``order`` lists (column, ascending) sort keys; ties then go to the smaller
+    reference id, so rankings never depend on row order. A pair seen twice
+    (e.g. from two shards) is kept once, at its best.
+    """
+    columns = ["query_id", *(c for c, _ in order), "reference_id"]
+    ascending = [True, *(a for _, a in order), True]
+    ordered = pairs.sort_values(columns, ascending=ascending, kind="stable")
+    ordered = ordered.drop_duplicates(["query_id", "reference_id"])
+    ordered = ordered.groupby("query_id", sort=False).head(topk).copy()
+    ordered["rank"] = (ordered.groupby("query_id", sort=False).cumcount() + 1).astype("int32")
+    return ordered.reset_index(drop=True)
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, schema: pa.Schema) -> None:
