@@ -20,6 +20,7 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/manifest.smk"
 include: "rules/local.smk"
+include: "rules/global.smk"
 include: "rules/output.smk"
 include: "rules/bench.smk"
 

@@ -66,7 +66,7 @@ rule bench_cnn_extract:
         image_size=BASELINES["image_size"],
         max_pixels=config["max_pixels"],
     shell:
-        "d2lv bench cnn-extract --quiet {input} --set {wildcards.set} -o {output} --device {params.device}"
+        "d2lv global-extract --quiet {input} --set {wildcards.set} -o {output} --device {params.device}"
         " --image-size {params.image_size} --threads {threads} --max-pixels {params.max_pixels} 2> {log}"
 
 
@@ -86,7 +86,7 @@ rule bench_cnn_search:
     params:
         topk=BASELINES["topk"],
     shell:
-        "d2lv bench cnn-search --quiet --queries {input.queries} --references {input.references}"
+        "d2lv global-search --quiet --queries {input.queries} --references {input.references}"
         " -o {output} --topk {params.topk} 2> {log}"
 
 
@@ -97,8 +97,10 @@ rule bench_report:
         categories=CATEGORIES or [],
         pdq=f"{BENCH}/pdq.parquet",
         cnn=f"{BENCH}/cnn.parquet",
-        candidates=f"{WORK}/local/candidates.parquet",
+        local_candidates=f"{WORK}/local/candidates.parquet",
+        global_candidates=[f"{WORK}/global/candidates.parquet"] if GLOBAL_ENABLED else [],
         matches=f"{RESULTS}/matches.parquet",
+        global_store=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references") if GLOBAL_ENABLED else [],
         pdq_store=shard_files(f"{WORK}/pdq/{{set}}/{{shard}}.h5", "references"),
         cnn_store=shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "references"),
         local_index=shard_files(f"{WORK}/local/index/{{shard}}.faiss", "references"),

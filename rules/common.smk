@@ -10,6 +10,7 @@ PLANS = {
     name: d2lv_workflow.shard_plan(folder, name, config["shard_size"], config.get("demo_dir"))
     for name, folder in SET_FOLDERS.items()
 }
+GLOBAL_ENABLED = config["global"]["enabled"]
 GROUND_TRUTH = d2lv_workflow.ground_truth(config)
 CATEGORIES = d2lv_workflow.categories(config)
 
@@ -29,6 +30,8 @@ def shard_files(pattern, set_name):
 
 def final_outputs():
     outputs = [f"{RESULTS}/matches.csv", f"{RESULTS}/skipped.csv"]
+    if GLOBAL_ENABLED:
+        outputs.append(f"{RESULTS}/global_descriptors.h5")
     if GROUND_TRUTH:
         outputs.append(f"{RESULTS}/metrics.json")
     return outputs
@@ -36,15 +39,22 @@ def final_outputs():
 
 def report_systems(wildcards, input):
     """`d2lv bench report` arguments: each system's predictions, workflow steps and stored index."""
+    local = "manifest,sift,local_index,local_recall,local_candidates"
+    glob = "manifest,global_extract,global_whitening,global_search,global_candidates"
     systems = [
         ("PDQ", input.pdq, "manifest,bench_pdq_hash,bench_pdq_match", input.pdq_store),
-        ("CNN global (ImageNet GeM)", f"{input.cnn}#similarity", "manifest,bench_cnn_extract,bench_cnn_search", input.cnn_store),
-        ("d2lv local, votes only", f"{input.candidates}#votes",
-         "manifest,sift,local_index,local_recall,local_candidates", input.local_index),
-        ("d2lv full", input.matches,
-         "manifest,sift,local_index,local_recall,local_verify,local_candidates,matches",
-         [*input.local_index, *input.local_features]),
+        ("CNN global (ImageNet GeM)", f"{input.cnn}#similarity", "manifest,bench_cnn_extract,bench_cnn_search",
+         input.cnn_store),
+        ("d2lv local votes (recall only)", f"{input.local_candidates}#votes", local, input.local_index),
+        ("d2lv local branch", f"{input.matches}#verify_local_n_inliers@local_votes",
+         f"{local},local_verify", [*input.local_index, *input.local_features]),
     ]
+    if GLOBAL_ENABLED:
+        systems += [
+            ("d2lv global branch", f"{input.global_candidates}#similarity", glob, input.global_store),
+            ("d2lv full", input.matches, f"{local},{glob},local_verify,matches",
+             [*input.local_index, *input.local_features, *input.global_store]),
+        ]
     return " ".join(
         f"--system {shlex.quote(f'{name}={predictions}')} --stages {shlex.quote(f'{name}={stages}')}"
         f" --storage {shlex.quote(name + '=' + ','.join(storage))}"

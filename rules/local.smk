@@ -49,9 +49,10 @@ rule local_recall:
 
 
 rule local_verify:
-    """Ratio-test matching, mirrored pass and geometric verification of one shard's pairs."""
+    """Ratio-test matching, mirrored pass and geometric verification of one shard's candidates (all branches)."""
     input:
-        pairs=f"{WORK}/local/pairs/{{shard}}.parquet",
+        pairs=[f"{WORK}/local/pairs/{{shard}}.parquet"]
+        + ([f"{WORK}/global/pairs/{{shard}}.parquet"] if GLOBAL_ENABLED else []),
         references=f"{WORK}/features/references/{{shard}}.h5",
         queries=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
     output:

@@ -1,7 +1,8 @@
 rule matches:
     """Ranked matches in ISC format, plus every per-branch column in Parquet."""
     input:
-        candidates=f"{WORK}/local/candidates.parquet",
+        local=f"{WORK}/local/candidates.parquet",
+        global_=[f"{WORK}/global/candidates.parquet"] if GLOBAL_ENABLED else [],
         scores=shard_files(f"{WORK}/local/scores/{{shard}}.parquet", "references"),
     output:
         csv=f"{RESULTS}/matches.csv",
@@ -15,7 +16,7 @@ rule matches:
     params:
         max_results=config["output"]["max_results_per_query"],
     shell:
-        "d2lv matches --quiet --candidates {input.candidates} --scores {input.scores} -o {output.csv}"
+        "d2lv matches --quiet --local {input.local} --global {input.global_} --scores {input.scores} -o {output.csv}"
         " --parquet {output.parquet} --max-results-per-query {params.max_results} 2> {log}"
 
 

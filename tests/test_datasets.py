@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
+from conftest import UKBENCH_PHOTOS
 from PIL import Image
 
 from d2lv import datasets
@@ -142,30 +143,8 @@ def test_make_devset_on_bsds500(tmp_path):
 # --- make_bench (DISC21-shaped benchmark) ---------------------------------------------
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-BENCH_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry",
-                "camera", "coins", "brick", "gravel", "grass")
-#: Photos cut into fake UKBench groups: four crops of one photo = four photos of one object.
-UKBENCH_PHOTOS = ("retina", "hubble_deep_field", "moon")
-
-
-def _quadrants(img: Image.Image) -> list[Image.Image]:
-    w, h = img.size
-    return [img.crop((x, y, x + w // 2, y + h // 2)).resize((160, 120)) for x, y in
-            [(0, 0), (w // 2, 0), (0, h // 2), (w // 2, h // 2)]]
-
-
-@pytest.fixture(scope="module")
-def bench_sources(tmp_path_factory) -> list[Path]:
-    """Two folders: 40 small photos plus one large one, and 12 ukbench-style files (3 objects)."""
-    photos, ukbench = tmp_path_factory.mktemp("photos"), tmp_path_factory.mktemp("ukbench")
-    for name in BENCH_PHOTOS:
-        for i, crop in enumerate(_quadrants(Image.fromarray(getattr(skimage.data, name)()))):
-            crop.save(photos / f"{name}_{i}.jpg")
-    Image.fromarray(skimage.data.astronaut()).resize((1200, 1000)).save(photos / "large.png")
-    for g, name in enumerate(UKBENCH_PHOTOS):
-        for i, crop in enumerate(_quadrants(Image.fromarray(getattr(skimage.data, name)()))):
-            crop.save(ukbench / f"ukbench{4 * g + i:05d}.jpg")
-    return [photos, ukbench]
+_PLACING_STEPS = ("pad", "pad_square", "pad_blur", "pad_photo", "overlay_onto_background_image",
+                  "overlay_onto_screenshot", "meme_format")
 
 
 def _thumb(img: Image.Image) -> np.ndarray:
@@ -224,9 +203,6 @@ def _check_bench(out: Path, n_references: int, n_copies: int, n_noncopies: int, 
         assert sum(counts.values()) == n and max(counts.values()) - min(counts.values()) <= 1
     return categories
 
-
-_PLACING_STEPS = ("pad", "pad_square", "pad_blur", "pad_photo", "overlay_onto_background_image",
-                  "overlay_onto_screenshot", "meme_format")
 
 
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # AugLy uses np.matrix

@@ -101,11 +101,13 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     assert pd.read_json(tmp_path / "out" / "metrics.json", typ="series").micro_ap >= 0.9
 
     photo = Path(skimage.data.__file__).parent / "motorcycle_right.png"
-    shutil.copy(photo, references / "new_reference.png")  # 11 files -> still 4 shards
-    jobs = planned_jobs(work, *contract)
-    per_shard = {"manifest", "sift", "local_index", "local_recall", "local_verify"}
+    shutil.copy(photo, references / "extra.png")  # 11 files: still 4 shards; "extra" is not in shard 0,
+    jobs = planned_jobs(work, *contract)  # so the whitening (fitted on shard 0) stays
+    per_shard = {"manifest", "sift", "local_index", "local_recall", "local_verify", "global_extract",
+                 "global_search"}
     assert {rule: jobs.get(rule) for rule in per_shard} == dict.fromkeys(per_shard, 1)
-    assert set(jobs) == per_shard | {"local_candidates", "matches", "skipped", "metrics", "all"}
+    gathers = {"local_candidates", "global_candidates", "global_descriptors", "matches", "skipped", "metrics"}
+    assert set(jobs) == per_shard | gathers | {"all"}
 
 
 def test_duplicate_ids_stop_the_run_before_any_job(tmp_path, user_sets):

@@ -36,13 +36,18 @@ class BenchResult:
 
 
 def read_predictions(spec: str) -> pd.DataFrame:
-    """``PATH`` or ``PATH#COLUMN``: a CSV or Parquet file, scored by ``score`` or by COLUMN."""
-    path, _, column = spec.partition("#")
+    """``PATH[#COLUMN[@PRESENT]]``: a CSV or Parquet file, scored by ``score`` or by COLUMN,
+    keeping only rows where column PRESENT has a value (e.g. the pairs one branch recalled)."""
+    path, _, selector = spec.partition("#")
+    column, _, present = selector.partition("@")
     frame = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path, dtype={
         "query_id": str, "reference_id": str})
     column = column or "score"
-    if column not in frame.columns:
-        raise ValueError(f"{path}: no column {column!r} to score predictions by")
+    for name in filter(None, (column, present)):
+        if name not in frame.columns:
+            raise ValueError(f"{path}: no column {name!r} (columns: {', '.join(frame.columns)})")
+    if present:
+        frame = frame[frame[present].notna()]
     return pd.DataFrame({"query_id": frame.query_id.astype(str), "reference_id": frame.reference_id.astype(str),
                          "score": frame[column].astype("float64")})
 

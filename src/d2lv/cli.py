@@ -74,7 +74,7 @@ def _verify(args: argparse.Namespace) -> None:
 
     params = verify.VerifyParams(ratio=args.ratio, mirrored=not args.no_mirror, geometry=args.geometry,
                                  ransac_threshold=args.ransac_threshold, short_side=args.short_side)
-    pairs = tables.read_tables(args.pairs, tables.PAIRS)
+    pairs = tables.read_pair_keys(args.pairs)
     scores = verify.verify_pairs(pairs, store.FeatureStore(args.queries), store.FeatureStore(args.references),
                                  params, args.branch, progress=not args.quiet)
     tables.write_table(scores, args.out, tables.SCORES)
@@ -92,7 +92,9 @@ def _select(args: argparse.Namespace) -> None:
 def _matches(args: argparse.Namespace) -> None:
     from d2lv import output, tables
 
-    candidates = tables.read_tables(args.candidates, tables.PAIRS)
+    candidates = {"local": tables.read_tables(args.local, tables.PAIRS)}
+    if args.global_:
+        candidates["global"] = tables.read_tables(args.global_, tables.SIMILARITY_PAIRS)
     scores = tables.read_tables(args.scores, tables.SCORES)
     matches = output.assemble_matches(candidates, scores, args.max_results_per_query)
     output.write_isc_csv(matches, args.out)
@@ -130,6 +132,60 @@ def _make_devset(args: argparse.Namespace) -> None:
                          n_copies=args.copies, n_noncopies=args.noncopies, seed=args.seed)
 
 
+def _global_extract(args: argparse.Namespace) -> None:
+    from d2lv import global_descriptors, manifest
+
+    usable = manifest.read_manifest(args.manifest)
+    model = global_descriptors.DescriptorModel(args.backbone, args.checkpoint or None, device=args.device,
+                                               image_size=args.image_size, threads=args.threads)
+    vectors = model.extract(list(usable.path), batch_size=args.batch_size or None, progress=not args.quiet,
+                            max_pixels=args.max_pixels)
+    global_descriptors.write_descriptor_shard(args.out, ISC_SET[args.set], list(usable.id), vectors, model.attrs)
+
+
+def _global_whitening(args: argparse.Namespace) -> None:
+    from d2lv import global_descriptors, whitening
+
+    _, vectors = global_descriptors.read_descriptors(args.references, "reference")
+    fitted = whitening.fit_whitening(vectors, args.dim, args.shrinkage)
+    whitening.write_whitening(args.out, fitted, len(vectors))
+
+
+def _global_search(args: argparse.Namespace) -> None:
+    from d2lv import global_descriptors as gd
+    from d2lv import tables, whitening
+
+    query_ids, queries = gd.read_descriptors(args.queries, "query")
+    reference_ids, references = gd.read_descriptors(args.references, "reference")
+    if args.whitening:
+        fitted = whitening.read_whitening(args.whitening)
+        queries, references = fitted.apply(queries), fitted.apply(references)
+    pairs = gd.search(query_ids, queries, reference_ids, references, args.topk, progress=not args.quiet)
+    tables.write_table(pairs, args.out, tables.SIMILARITY_PAIRS)
+
+
+def _global_select(args: argparse.Namespace) -> None:
+    from d2lv import global_descriptors, tables
+
+    pairs = tables.read_tables(args.pairs, tables.SIMILARITY_PAIRS)
+    tables.write_table(global_descriptors.rank_pairs(pairs, args.topk), args.out, tables.SIMILARITY_PAIRS)
+
+
+def _global_export(args: argparse.Namespace) -> None:
+    from d2lv import global_descriptors, whitening
+
+    fitted = whitening.read_whitening(args.whitening)
+    global_descriptors.combine_isc(args.out, args.queries, args.references, transform=fitted.apply)
+
+
+def _bench_make(args: argparse.Namespace) -> None:
+    from d2lv import datasets
+
+    datasets.make_bench([Path(s) for s in args.sources], Path(args.out), n_references=args.references,
+                        n_copies=args.copies, n_noncopies=args.noncopies, n_hard_negatives=args.hard_negatives,
+                        families=args.families, max_side=args.max_side, seed=args.seed, progress=not args.quiet)
+
+
 ISC_SET = {"queries": "query", "references": "reference"}
 
 
@@ -147,25 +203,6 @@ def _bench_pdq_match(args: argparse.Namespace) -> None:
     pairs = pdq.match(pdq.read_hashes(args.queries), pdq.read_hashes(args.references), args.topk,
                       progress=not args.quiet)
     tables.write_table(pairs, args.out, tables.PDQ_PAIRS)
-
-
-def _bench_cnn_extract(args: argparse.Namespace) -> None:
-    from d2lv import global_descriptors, manifest
-
-    usable = manifest.read_manifest(args.manifest)
-    model = global_descriptors.DescriptorModel(device=args.device, image_size=args.image_size, threads=args.threads)
-    vectors = model.extract(list(usable.path), progress=not args.quiet, max_pixels=args.max_pixels)
-    global_descriptors.write_descriptor_shard(args.out, ISC_SET[args.set], list(usable.id), vectors, model.attrs)
-
-
-def _bench_cnn_search(args: argparse.Namespace) -> None:
-    from d2lv import global_descriptors as gd
-    from d2lv import tables
-
-    query_ids, queries = gd.read_descriptors(args.queries, "query")
-    reference_ids, references = gd.read_descriptors(args.references, "reference")
-    pairs = gd.search(query_ids, queries, reference_ids, references, args.topk, progress=not args.quiet)
-    tables.write_table(pairs, args.out, tables.SIMILARITY_PAIRS)
 
 
 def _bench_report(args: argparse.Namespace) -> None:
@@ -275,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="OpenMP threads (0: faiss default)")
 
     p = _add(sub, "verify", _verify, "score candidate pairs: ratio-test matches, mirrored pass, geometry")
-    p.add_argument("--pairs", required=True, nargs="+", help="pairs .parquet")
+    p.add_argument("--pairs", required=True, nargs="+", help="candidate pairs .parquet of any branch")
     p.add_argument("--queries", required=True, nargs="+", help="query feature stores .h5")
     p.add_argument("--references", required=True, nargs="+", help="reference feature stores .h5")
     p.add_argument("-o", "--out", required=True, help="scores .parquet")
@@ -298,8 +335,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single-min-votes-alone", type=int, default=5, help="single: ... or than this if alone")
     p.add_argument("--single-max-distance", type=float, default=0.35, help="single: max mean squared L2")
 
+    p = _add(sub, "global-extract", _global_extract, "global CNN descriptors (GeM) of a manifest's images")
+    p.add_argument("manifest", help="manifest .parquet")
+    p.add_argument("--set", choices=["queries", "references"], required=True)
+    p.add_argument("-o", "--out", required=True, help="descriptors .h5 (ISC layout, one set)")
+    p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm architecture name")
+    p.add_argument("--checkpoint", default="", help="weights file (default: the offline ImageNet weights)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=0, help="0: 8 on CPU, 128 on CUDA")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    p.add_argument("--max-pixels", type=int, default=89_478_485)
+
+    p = _add(sub, "global-whitening", _global_whitening, "fit PCA whitening on reference descriptors")
+    p.add_argument("references", nargs="+", help="reference descriptors .h5")
+    p.add_argument("-o", "--out", required=True, help="whitening .h5")
+    p.add_argument("--dim", type=int, default=256, help="output dimensions")
+    p.add_argument("--shrinkage", type=float, default=0.1, help="keeps low-variance directions from exploding")
+
+    p = _add(sub, "global-search", _global_search, "nearest references of every query by cosine similarity")
+    p.add_argument("--queries", nargs="+", required=True, help="query descriptors .h5")
+    p.add_argument("--references", nargs="+", required=True, help="reference descriptors .h5")
+    p.add_argument("--whitening", help="whitening .h5 applied to both sides (default: raw descriptors)")
+    p.add_argument("-o", "--out", required=True, help="pairs .parquet")
+    p.add_argument("--topk", type=int, default=10)
+
+    p = _add(sub, "global-select", _global_select, "gather per-shard global pairs into each query's top-k")
+    p.add_argument("--pairs", nargs="+", required=True, help="per-shard global pairs .parquet")
+    p.add_argument("-o", "--out", required=True, help="candidates .parquet")
+    p.add_argument("--topk", type=int, default=10)
+
+    p = _add(sub, "global-export", _global_export, "whitened descriptors of both sets in the ISC 2021 h5 layout")
+    p.add_argument("--queries", nargs="+", required=True, help="query descriptors .h5")
+    p.add_argument("--references", nargs="+", required=True, help="reference descriptors .h5")
+    p.add_argument("--whitening", required=True, help="whitening .h5")
+    p.add_argument("-o", "--out", required=True, help="ISC descriptor .h5")
+
     p = _add(sub, "matches", _matches, "join candidates and verified scores into the ranked ISC matches")
-    p.add_argument("--candidates", required=True, nargs="+", help="candidates .parquet per branch")
+    p.add_argument("--local", required=True, nargs="+", help="local-branch candidates .parquet")
+    p.add_argument("--global", dest="global_", nargs="*", default=[], help="global-branch candidates .parquet")
     p.add_argument("--scores", required=True, nargs="+", help="scores .parquet")
     p.add_argument("-o", "--out", required=True, help="matches .csv (query_id,reference_id,score)")
     p.add_argument("--parquet", help="also write all per-branch columns to this .parquet")
@@ -338,6 +412,19 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                            "(`d2lv bench make`, then `d2lv bench run`).")
     steps = bench.add_subparsers(title="bench steps", metavar="STEP", required=True)
 
+    p = _add(steps, "make", _bench_make, "build a DISC21-style benchmark folder from real photos")
+    p.add_argument("sources", nargs="+", help="folders of photos (UKBench-named files give hard negatives)")
+    p.add_argument("-o", "--out", required=True, help="folder for queries/, references/, ground_truth.csv, "
+                   "categories.csv")
+    p.add_argument("--references", type=int, default=1000)
+    p.add_argument("--copies", type=int, default=1000, help="edited copies of distinct references")
+    p.add_argument("--noncopies", type=int, default=1000, help="edited photos that are not references")
+    p.add_argument("--hard-negatives", type=int, default=None,
+                   help="other photos of a reference's object group (default: up to noncopies / 5)")
+    p.add_argument("--families", nargs="+", default=None, help="recipe families (default: all)")
+    p.add_argument("--max-side", type=int, default=1024, help="cap the long side of every image")
+    p.add_argument("--seed", type=int, default=0)
+
     p = _add(steps, "run", _bench_run, "run the pipeline and the baselines on a benchmark folder (Snakemake)")
     p.add_argument("bench", help="folder from `d2lv bench make`")
     p.add_argument("-o", "--out", required=True, help="results folder; the report lands in OUT/bench/")
@@ -353,21 +440,6 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = _add(steps, "pdq-match", _bench_pdq_match, "nearest references by Hamming distance (PDQ baseline)")
     p.add_argument("--queries", nargs="+", required=True, help="query hashes .h5")
     p.add_argument("--references", nargs="+", required=True, help="reference hashes .h5")
-    p.add_argument("-o", "--out", required=True, help="pairs .parquet")
-    p.add_argument("--topk", type=int, default=10)
-
-    p = _add(steps, "cnn-extract", _bench_cnn_extract, "ImageNet CNN descriptors, GeM pooled (CNN baseline)")
-    p.add_argument("manifest", help="manifest .parquet")
-    p.add_argument("--set", choices=["queries", "references"], required=True)
-    p.add_argument("-o", "--out", required=True, help="descriptors .h5 (ISC layout, one set)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
-    p.add_argument("--max-pixels", type=int, default=89_478_485)
-
-    p = _add(steps, "cnn-search", _bench_cnn_search, "nearest references by cosine similarity (CNN baseline)")
-    p.add_argument("--queries", nargs="+", required=True, help="query descriptors .h5")
-    p.add_argument("--references", nargs="+", required=True, help="reference descriptors .h5")
     p.add_argument("-o", "--out", required=True, help="pairs .parquet")
     p.add_argument("--topk", type=int, default=10)
 

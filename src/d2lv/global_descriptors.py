@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -366,12 +366,16 @@ def read_attrs(path: str | os.PathLike) -> dict[str, object]:
 
 
 def combine_isc(out: str | os.PathLike, query_shards: Iterable[str | os.PathLike],
-                reference_shards: Iterable[str | os.PathLike]) -> None:
+                reference_shards: Iterable[str | os.PathLike],
+                transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
     """Gather shard files into one ISC 2021 descriptor file (``query``, ``reference``,
-    ``query_ids``, ``reference_ids``); the first shard's attributes are kept."""
+    ``query_ids``, ``reference_ids``), optionally mapping descriptors through ``transform``
+    (e.g. a whitening); the first shard's attributes are kept."""
     query_shards, reference_shards = list(query_shards), list(reference_shards)
     query_ids, query = read_descriptors(query_shards, "query")
     reference_ids, reference = read_descriptors(reference_shards, "reference")
+    if transform is not None:
+        query, reference = transform(query), transform(reference)
     if len(query) and len(reference) and query.shape[1] != reference.shape[1]:
         raise ValueError(f"query descriptors have {query.shape[1]} dimensions, references {reference.shape[1]}")
     first = (query_shards + reference_shards)[:1]

@@ -117,3 +117,11 @@ def read_tables(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pd.Dat
     if not frames:
         return empty_frame(schema)
     return pd.concat(frames, ignore_index=True)
+
+
+def read_pair_keys(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """The distinct (query_id, reference_id) pairs of pair tables of any branch."""
+    frames = [pq.read_table(p, columns=["query_id", "reference_id"]).to_pandas() for p in paths]
+    if not frames:
+        return pd.DataFrame({"query_id": pd.Series(dtype=str), "reference_id": pd.Series(dtype=str)})
+    return pd.concat(frames, ignore_index=True).drop_duplicates().reset_index(drop=True)

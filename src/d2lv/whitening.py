@@ -1,0 +1,64 @@
+"""PCA whitening: raw backbone descriptors to compact, decorrelated, unit-length vectors.
+
+Learned on reference descriptors only (no labels). Whitening equalises the
+variance of the principal directions so that no few dominant (often
+photographic, not content) directions swamp the similarity; a shrinkage term
+keeps directions with tiny variance from being amplified into noise, which
+matters when the reference set is small.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Whitening:
+    mean: np.ndarray  # float32 [d_in]
+    projection: np.ndarray  # float32 [d_in, d_out], whitening scales folded in
+
+    @property
+    def dim(self) -> int:
+        return self.projection.shape[1]
+
+    def apply(self, descriptors: np.ndarray) -> np.ndarray:
+        """Centre, project, whiten and L2-normalise ``[n, d_in]`` descriptors."""
+        out = (np.asarray(descriptors, np.float32) - self.mean) @ self.projection
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def fit_whitening(descriptors: np.ndarray, dim: int = 256, shrinkage: float = 0.1) -> Whitening:
+    """PCA to ``dim`` dimensions, each scaled by ``(eigenvalue + shrinkage * mean eigenvalue)^-1/2``.
+
+    With fewer descriptors than ``dim``, the trailing directions carry no
+    variance; the shrinkage term keeps their scale bounded.
+    """
+    x = np.asarray(descriptors, np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"need at least 2 descriptors to fit a whitening, got shape {x.shape}")
+    if dim > x.shape[1]:
+        raise ValueError(f"cannot project {x.shape[1]}-d descriptors to {dim} dimensions")
+    mean = x.mean(axis=0)
+    covariance = np.cov(x - mean, rowvar=False)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1][:dim]
+    eigenvalues = np.maximum(eigenvalues[order], 0.0)
+    regulariser = shrinkage * max(float(eigenvalues.mean()), 1e-12)
+    projection = eigenvectors[:, order] / np.sqrt(eigenvalues + regulariser)
+    return Whitening(mean.astype(np.float32), projection.astype(np.float32))
+
+
+def write_whitening(path: str | os.PathLike, whitening: Whitening, n_train: int) -> None:
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("mean", data=whitening.mean)
+        h5.create_dataset("projection", data=whitening.projection)
+        h5.attrs["n_train"] = n_train
+
+
+def read_whitening(path: str | os.PathLike) -> Whitening:
+    with h5py.File(path, "r") as h5:
+        return Whitening(h5["mean"][:], h5["projection"][:])
