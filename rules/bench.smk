@@ -127,6 +127,7 @@ rule bench_report:
 
 
 rule bench:
-    """Target: the benchmark report (run with ground_truth set)."""
+    """Target: the benchmark report (run with ground_truth set), and the pipeline's own outputs."""
     input:
         rules.bench_report.output,
+        final_outputs(),

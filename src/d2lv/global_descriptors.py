@@ -11,6 +11,17 @@ backbone weight unset.
 Descriptor: the last feature map (1280 x 7 x 7 at 224 px), GeM pooled (p=3),
 L2-normalised.
 
+Other weights, chosen by the ``global.backbone`` / ``global.checkpoint`` config keys:
+
+* any timm architecture with a checkpoint in timm's layout, or a Swin in the layout
+  of the reference implementation (Microsoft's, EsViT's self-supervised teacher),
+  converted by :func:`convert_swin_state_dict`; transformer token maps are
+  average-pooled (GeM p=1) by default, as EsViT pools them;
+* a checkpoint written by :mod:`d2lv.train` (:func:`save_trained`): backbone, GeM
+  and a learnt linear projection to ``dim`` dimensions, with its preprocessing;
+* backbone :data:`TORCHSCRIPT`: a TorchScript model that maps a normalised batch
+  to descriptors itself (e.g. SSCD's ``sscd_disc_mixup.torchscript.pt``).
+
 Preprocessing resizes the *whole* image to ``image_size x image_size`` (aspect
 ratio not kept, nothing cropped). Copy-detection queries are often crops,
 paddings or aspect-ratio changes of a reference; a centre crop would throw
@@ -27,11 +38,14 @@ strings). A shard file holds one set (:func:`write_descriptor_shard`);
 
 from __future__ import annotations
 
+import argparse
 import os
 import warnings
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -58,17 +72,40 @@ CUDA_BATCH_SIZE = 128
 #: 0..255 pixels (MEAN_RGB = [127.0]*3, STDDEV_RGB = [128.0]*3 in TF's efficientnet_lite_builder).
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
+#: ImageNet normalisation: timm's fallback, and what SSCD's TorchScript models expect.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Backbone name of a TorchScript model that pools and projects itself (``global.backbone: torchscript``).
+TORCHSCRIPT = "torchscript"
+
+#: Config keys quoted in errors, so that users know what to change.
+BACKBONE_KEY = "global.backbone"
+CHECKPOINT_KEY = "global.checkpoint"
+IMAGE_SIZE_KEY = "global.image_size"
+
+#: ``format`` and ``version`` of a checkpoint written by :func:`save_trained`.
+TRAINED_FORMAT = "d2lv-descriptor"
+TRAINED_VERSION = 1
+
+#: Architectures that timm registers under another name: name -> (timm name, timm arguments).
+#: EsViT's Swin models with 14x14 windows at 224 px (the original method used Swin-B); timm
+#: clamps the window of the last stage (7x7 tokens) to 7x7, as the reference implementation does.
+ARCHITECTURE_ALIASES: dict[str, tuple[str, dict[str, object]]] = {
+    f"swin_{size}_patch4_window14_224": (f"swin_{size}_patch4_window7_224", {"window_size": 14})
+    for size in ("tiny", "small", "base")
+}
 
 SETS = ("query", "reference")
 
 BRANCH = "global"
 
-#: Parquet schema of :func:`search`'s pairs (not yet in :mod:`d2lv.tables`).
+#: An image file, or an HxWx3 uint8 RGB array.
 ImageSource = str | os.PathLike | np.ndarray
 
 
 class CheckpointError(ValueError):
-    """A backbone checkpoint that is missing, unreadable or does not fit the architecture."""
+    """A checkpoint that is missing, unreadable or does not fit the architecture."""
 
 
 # --------------------------------------------------------------------------- weights
@@ -97,6 +134,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         warnings.warn(f"device {device!r} requested but CUDA is not available; using the CPU", stacklevel=2)
         return torch.device("cpu")
     return resolved
+
+
+def create_backbone(name: str, classifier: bool = False) -> torch.nn.Module:
+    """A timm model of architecture ``name`` (or an :data:`ARCHITECTURE_ALIASES` name), randomly
+    initialised. Without ``classifier`` it has no head: ``forward_features`` is the last feature map."""
+    import timm
+
+    timm_name, kwargs = ARCHITECTURE_ALIASES.get(name, (name, {}))
+    try:
+        return timm.create_model(timm_name, pretrained=False, num_classes=1000 if classifier else 0,
+                                 global_pool="avg" if classifier else "", **kwargs)
+    except RuntimeError as err:  # timm: unknown model
+        raise CheckpointError(f"unknown backbone {name!r} (config key {BACKBONE_KEY}): {err}") from err
 
 
 _TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
@@ -138,19 +188,133 @@ def convert_lukemelas_state_dict(state_dict: Mapping[str, torch.Tensor],
     return converted
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"backbone checkpoint not found: {path}")
+def is_reference_swin(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Whether Swin weights are in the reference layout (Microsoft's, EsViT's): patch merging
+    at the end of a stage, so stage 0 has a ``downsample``; timm (>= 0.9) merges at the start
+    of the next stage, so its stage 0 has none."""
+    return any(key.startswith("layers.0.downsample.") for key in state_dict)
+
+
+def convert_swin_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a reference-layout Swin state dict onto timm's ``SwinTransformer``:
+    ``layers.N.downsample.*`` becomes ``layers.N+1.downsample.*`` and the classifier
+    ``head.*`` becomes ``head.fc.*``. Everything else has the same name in both."""
+    converted: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if parts[0] == "layers" and len(parts) > 2 and parts[2] == "downsample":
+            parts[1] = str(int(parts[1]) + 1)
+        elif parts[0] == "head":
+            parts.insert(1, "fc")
+        converted[".".join(parts)] = value
+    return converted
+
+
+#: Wrappers around a state dict, unwrapped in this order. DINO/EsViT checkpoints hold a
+#: ``teacher`` and a ``student``; the teacher is the one those methods evaluate.
+_WRAPPERS = ("teacher", "student", "state_dict", "model")
+#: Key prefixes of wrapped modules: (Distributed)DataParallel, torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: Buffers that timm rebuilds from the architecture and does not save; old checkpoints have them.
+_REBUILT_BUFFERS = frozenset({"relative_position_index", "attn_mask"})
+
+
+def _not_found(path: Path) -> CheckpointError:
+    return CheckpointError(f"checkpoint not found: {path} (config key {CHECKPOINT_KEY})")
+
+
+def is_torchscript(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with compiled ``code/``) rather than a
+    pickled checkpoint (a zip without, or a legacy pickle)."""
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def read_checkpoint(path: str | os.PathLike) -> Mapping[str, object]:
+    """The contents of a pickled checkpoint, tensors on the CPU.
+
+    Only tensors, containers and plain values are unpickled (``weights_only``), plus the
+    ``argparse.Namespace`` of training arguments that DINO/EsViT checkpoints carry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _not_found(path)
+    if is_torchscript(path):
+        raise CheckpointError(f"{path} is a TorchScript model: set {BACKBONE_KEY}: {TORCHSCRIPT}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and torch errors alike
-        raise CheckpointError(f"cannot read backbone checkpoint {path}: {err}") from err
-    for wrapper in ("state_dict", "model"):
-        if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
-            loaded = loaded[wrapper]
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
     if not isinstance(loaded, Mapping) or not loaded:
-        raise CheckpointError(f"backbone checkpoint {path} holds no state dict")
-    return {k.removeprefix("module."): v for k, v in loaded.items()}
+        raise CheckpointError(f"checkpoint {path} holds no state dict")
+    return loaded
+
+
+def _strip_wrapper_prefixes(key: str) -> str:
+    while key.startswith(_WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
+
+
+def backbone_state_dict(checkpoint: Mapping[str, object]) -> dict[str, torch.Tensor]:
+    """The backbone weights in a loaded checkpoint: wrappers (:data:`_WRAPPERS`) opened, wrapper
+    key prefixes stripped and, when weights sit under ``backbone.`` (DINO/EsViT, :func:`save_trained`),
+    only those, without the prefix: their projection heads are not the backbone's."""
+    for wrapper in _WRAPPERS:
+        if isinstance(checkpoint.get(wrapper), Mapping):
+            checkpoint = checkpoint[wrapper]
+    state = {_strip_wrapper_prefixes(k): v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if any(key.startswith("backbone.") for key in state):
+        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    return state
+
+
+def _show(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+
+def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], path: Path, name: str,
+                 classifier: bool = False) -> None:
+    """Load ``state_dict`` into ``model`` after converting the layouts known here (EfficientNet-PyTorch,
+    reference Swin). Rebuilt buffers and, without ``classifier``, the classifier weights may be absent
+    from ``model``; any other weight that is missing, unexpected or of the wrong shape is a
+    :class:`CheckpointError` that lists them."""
+    if any(key.startswith("_conv_stem.") for key in state_dict):
+        state_dict = convert_lukemelas_state_dict(state_dict, model)
+    elif is_reference_swin(state_dict):
+        state_dict = convert_swin_state_dict(state_dict)
+    expected = model.state_dict()
+    heads = getattr(model, "pretrained_cfg", {}).get("classifier") or ()
+    heads = tuple(f"{head}." for head in ([heads] if isinstance(heads, str) else heads))
+
+    def droppable(key: str) -> bool:
+        return key.rsplit(".", 1)[-1] in _REBUILT_BUFFERS or (not classifier and key.startswith(heads))
+
+    state = {k: v for k, v in state_dict.items() if k in expected or not droppable(k)}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong_shape:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit backbone {name!r}: "
+            f"{len(missing)} missing [{_show(missing)}], {len(unexpected)} unexpected [{_show(unexpected)}], "
+            f"{len(wrong_shape)} of the wrong shape [{_show(wrong_shape)}]")
+    model.load_state_dict(state, strict=True)
+
+
+def _weights_path(name: str, checkpoint: str | os.PathLike | None) -> Path:
+    if checkpoint is not None:
+        return Path(checkpoint)
+    packaged = packaged_checkpoint(name)
+    if packaged is None:
+        raise CheckpointError(
+            f"no offline weights are installed for backbone {name!r}; pass a checkpoint file "
+            f"(config key {CHECKPOINT_KEY}; weights are never downloaded at run time)")
+    return packaged
 
 
 def load_backbone(name: str = DEFAULT_BACKBONE, checkpoint: str | os.PathLike | None = None,
@@ -158,59 +322,178 @@ def load_backbone(name: str = DEFAULT_BACKBONE, checkpoint: str | os.PathLike | 
     """A timm model with weights from ``checkpoint`` (default: the packaged weights), in eval mode.
 
     Without ``classifier`` the model has no head (``num_classes=0, global_pool=""``), so
-    ``model(x)`` is the last feature map. The checkpoint may be in timm's layout or in
-    EfficientNet-PyTorch's (converted); every backbone weight must be in it, with the
-    right shape, or :class:`CheckpointError` says which are not.
+    ``model(x)`` is the last feature map. The checkpoint may be in timm's layout, in
+    EfficientNet-PyTorch's or reference Swin's (converted), wrapped as :func:`backbone_state_dict`
+    unwraps; every backbone weight must be in it, with the right shape (see :func:`load_weights`).
     """
-    import timm
-
-    if checkpoint is None:
-        checkpoint = packaged_checkpoint(name)
-        if checkpoint is None:
-            raise CheckpointError(
-                f"no offline weights are installed for backbone {name!r}; pass a checkpoint file "
-                "(weights are never downloaded at run time)")
-    path = Path(checkpoint)
-    state = _read_state_dict(path)
-    try:
-        model = timm.create_model(name, pretrained=False, num_classes=1000 if classifier else 0,
-                                  global_pool="avg" if classifier else "")
-    except RuntimeError as err:  # timm: unknown model
-        raise CheckpointError(f"unknown backbone {name!r}: {err}") from err
-    if any(key.startswith("_conv_stem.") for key in state):
-        state = convert_lukemelas_state_dict(state, model)
-    expected = model.state_dict()
-    if not classifier:
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong_shape:
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-        raise CheckpointError(
-            f"checkpoint {path} does not fit backbone {name!r}: "
-            f"{len(missing)} missing [{show(missing)}], {len(unexpected)} unexpected [{show(unexpected)}], "
-            f"{len(wrong_shape)} of the wrong shape [{show(wrong_shape)}]")
-    model.load_state_dict(state, strict=True)
+    path = _weights_path(name, checkpoint)
+    model = create_backbone(name, classifier)
+    load_weights(model, backbone_state_dict(read_checkpoint(path)), path, name, classifier)
     return model.eval().to(resolve_device(device))
 
 
 def normalisation(name: str, model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) on 0..1 pixels for the backbone's weights: the TF-Lite values for
-    EfficientNet-Lite, else what timm's config of ``model`` says."""
+    EfficientNet-Lite, else what timm's config of ``model`` says, else ImageNet's."""
     if name.startswith("tf_efficientnet_lite"):
         return LITE_MEAN, LITE_STD
     cfg = getattr(model, "pretrained_cfg", {}) or {}
-    return tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+    return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
 
 
-# --------------------------------------------------------------------------- extraction
+def load_torchscript(checkpoint: str | os.PathLike | None, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A TorchScript descriptor model (e.g. SSCD's), in eval mode on ``device``. Loading runs the
+    archive's compiled code: use files from sources you trust, as for any model code."""
+    if checkpoint is None:
+        raise CheckpointError(f"backbone {TORCHSCRIPT!r} needs a TorchScript file (config key {CHECKPOINT_KEY})")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise _not_found(path)
+    try:
+        return torch.jit.load(str(path), map_location=resolve_device(device)).eval()
+    except Exception as err:  # RuntimeError for a non-TorchScript file, pickle errors, ...
+        raise CheckpointError(f"cannot load TorchScript model {path}: {err}") from err
+
+
+# --------------------------------------------------------------------------- descriptor networks
 
 
 def gem(features: torch.Tensor, p: float = DEFAULT_GEM_P, eps: float = 1e-6) -> torch.Tensor:
-    """Generalised-mean pooling of ``[B, C, H, W]`` feature maps to ``[B, C]``."""
+    """Generalised-mean pooling of ``[B, C, H, W]`` feature maps to ``[B, C]``.
+
+    ``p = 1`` is plain average pooling, without the clamp to positive values that GeM needs:
+    transformer token features (after LayerNorm) are signed.
+    """
+    if p == 1:
+        return features.mean(dim=(-2, -1))
     return features.clamp(min=eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+
+
+def tokens_last(backbone: torch.nn.Module) -> bool:
+    """Whether ``forward_features`` gives ``[B, H, W, C]`` token maps (timm's Swin) rather than
+    ``[B, C, H, W]`` feature maps (CNNs)."""
+    return str(getattr(backbone, "output_fmt", "NCHW")) == "NHWC"
+
+
+class PooledDescriptor(torch.nn.Module):
+    """Backbone, GeM over its last feature map, then an optional linear projection to ``dim``.
+
+    Takes a normalised ``[B, 3, S, S]`` batch; the descriptors are *not* L2-normalised (the
+    caller does it, so that training and extraction share this module). ``gem_p`` None: 3 for
+    CNN feature maps, 1 (average pooling, as EsViT pools) for transformer token maps.
+    """
+
+    def __init__(self, backbone: torch.nn.Module, gem_p: float | None = None, dim: int | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.tokens_last = tokens_last(backbone)
+        self.gem_p = float(gem_p if gem_p is not None else (1.0 if self.tokens_last else DEFAULT_GEM_P))
+        features = int(backbone.num_features)
+        self.projection = torch.nn.Linear(features, dim) if dim else None
+        self.dim = dim or features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone.forward_features(x)
+        if self.tokens_last:
+            features = features.permute(0, 3, 1, 2)
+        pooled = gem(features.float(), self.gem_p)
+        return pooled if self.projection is None else self.projection(pooled)
+
+    def check_image_size(self, image_size: int) -> None:
+        """Transformers built for one input size (timm's Swin) fail on others at the first batch; fail now."""
+        embed = getattr(self.backbone, "patch_embed", None)
+        size = getattr(embed, "img_size", None)
+        if size is not None and getattr(embed, "strict_img_size", False) and tuple(size) != (image_size,) * 2:
+            raise ValueError(f"backbone {type(self.backbone).__name__} takes {size[0]}x{size[1]} px images, "
+                             f"not {image_size} (config key {IMAGE_SIZE_KEY})")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The input a descriptor network's weights expect: square size, and (mean, std) on 0..1 pixels."""
+
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def save_trained(path: str | os.PathLike, net: PooledDescriptor, backbone: str, preprocessing: Preprocessing,
+                 training: Mapping[str, object] | None = None) -> None:
+    """Write a trained descriptor network, with what is needed to rebuild and feed it.
+
+    The file is a ``torch.save`` dict: ``format`` (:data:`TRAINED_FORMAT`), ``version``,
+    ``backbone`` (architecture name), ``dim``, ``gem_p``, ``image_size``, ``mean``, ``std``,
+    ``state_dict`` (``backbone.*`` and ``projection.*``, float32 on the CPU) and ``training``
+    (free-form settings of the run: plain values only). Written to a temporary file, then
+    renamed, so that an interrupted run leaves no truncated checkpoint.
+    """
+    path = Path(path)
+    payload = {
+        "format": TRAINED_FORMAT, "version": TRAINED_VERSION, "backbone": backbone, "dim": net.dim,
+        "gem_p": net.gem_p, "image_size": preprocessing.image_size, "mean": list(preprocessing.mean),
+        "std": list(preprocessing.std), "training": dict(training or {}),
+        "state_dict": {k: v.detach().float().cpu() for k, v in net.state_dict().items()},
+    }
+    partial = path.with_name(path.name + ".partial")
+    torch.save(payload, partial)
+    partial.replace(path)
+
+
+def _load_trained(checkpoint: Mapping[str, object], path: Path, name: str,
+                  dim: int | None) -> tuple[PooledDescriptor, Preprocessing]:
+    if checkpoint.get("version") != TRAINED_VERSION:
+        raise CheckpointError(f"trained checkpoint {path} has version {checkpoint.get('version')!r}; "
+                              f"this d2lv reads version {TRAINED_VERSION}")
+    try:
+        backbone, trained_dim = str(checkpoint["backbone"]), int(checkpoint["dim"])
+        gem_p = float(checkpoint["gem_p"])
+        preprocessing = Preprocessing(int(checkpoint["image_size"]), tuple(map(float, checkpoint["mean"])),
+                                      tuple(map(float, checkpoint["std"])))
+        state = checkpoint["state_dict"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"trained checkpoint {path} is incomplete or corrupt: {err!r}") from err
+    if backbone != name:
+        raise CheckpointError(f"checkpoint {path} was trained from backbone {backbone!r} but {name!r} is "
+                              f"configured: set {BACKBONE_KEY}: {backbone}")
+    if dim is not None and dim != trained_dim:
+        raise CheckpointError(f"checkpoint {path} gives {trained_dim}-d descriptors, not {dim}-d")
+    net = PooledDescriptor(create_backbone(name), gem_p, trained_dim)
+    load_weights(net, state, path, name)
+    return net, preprocessing
+
+
+def load_descriptor_net(name: str = DEFAULT_BACKBONE, checkpoint: str | os.PathLike | None = None,
+                        device: str | torch.device = "cpu", dim: int | None = None,
+                        gem_p: float | None = None) -> tuple[torch.nn.Module, Preprocessing]:
+    """The network that maps a normalised ``[B, 3, S, S]`` batch to (not normalised) ``[B, dim]``
+    descriptors, in eval mode on ``device``, and the preprocessing its weights expect.
+
+    * ``name`` :data:`TORCHSCRIPT`: the TorchScript model in ``checkpoint`` (ImageNet normalisation).
+    * ``checkpoint`` written by :func:`save_trained`: its :class:`PooledDescriptor` and preprocessing;
+      its backbone must be ``name`` and its size ``dim`` (when given).
+    * otherwise: backbone ``name`` with the weights of ``checkpoint`` (default: the packaged ones),
+      GeM, and when ``dim`` is given a new, randomly initialised projection to ``dim``.
+
+    ``gem_p`` None keeps the recorded or default pooling exponent.
+    """
+    device = resolve_device(device)
+    if name == TORCHSCRIPT:
+        return load_torchscript(checkpoint, device), Preprocessing(DEFAULT_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD)
+    path = _weights_path(name, checkpoint)
+    loaded = read_checkpoint(path)
+    if loaded.get("format") == TRAINED_FORMAT:
+        net, preprocessing = _load_trained(loaded, path, name, dim)
+    else:
+        backbone = create_backbone(name)
+        load_weights(backbone, backbone_state_dict(loaded), path, name)
+        net = PooledDescriptor(backbone, dim=dim)
+        preprocessing = Preprocessing(DEFAULT_IMAGE_SIZE, *normalisation(name, backbone))
+    if gem_p is not None:
+        net.gem_p = float(gem_p)
+    return net.eval().to(device), preprocessing
+
+
+# --------------------------------------------------------------------------- extraction
 
 
 def resize_square(rgb: np.ndarray, image_size: int) -> np.ndarray:
@@ -231,33 +514,55 @@ def _prepare(image: ImageSource, image_size: int, max_pixels: int) -> np.ndarray
 
 
 class DescriptorModel:
-    """A backbone plus its preprocessing and pooling: images in, unit vectors out."""
+    """A descriptor network plus its preprocessing: images in, unit vectors out.
+
+    ``name``, ``checkpoint``: as :func:`load_descriptor_net` takes them. ``image_size``, ``gem_p``,
+    ``mean``, ``std``: None keeps what the checkpoint records (:func:`save_trained`) or the
+    backbone's defaults (224 px; GeM p=3, or 1 for transformers; the weights' normalisation).
+    """
 
     def __init__(self, name: str = DEFAULT_BACKBONE, checkpoint: str | os.PathLike | None = None,
-                 device: str | torch.device = "auto", image_size: int = DEFAULT_IMAGE_SIZE,
-                 gem_p: float = DEFAULT_GEM_P, threads: int = 0,
+                 device: str | torch.device = "auto", image_size: int | None = None,
+                 gem_p: float | None = None, threads: int = 0,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
         if threads > 0:
             torch.set_num_threads(threads)
         self.name = name
+        self.checkpoint = str(checkpoint if checkpoint is not None else packaged_checkpoint(name))
         self.device = resolve_device(device)
-        self.backbone = load_backbone(name, checkpoint, self.device)
-        if self.device.type == "cuda":
-            self.backbone = self.backbone.to(memory_format=torch.channels_last)
-        self.image_size = image_size
-        self.gem_p = gem_p
-        default_mean, default_std = normalisation(name, self.backbone)
-        self.mean = tuple(mean or default_mean)
-        self.std = tuple(std or default_std)
-        self.dim = int(self.backbone.num_features)
+        self.net, preprocessing = load_descriptor_net(name, checkpoint, self.device, gem_p=gem_p)
+        self.image_size = image_size or preprocessing.image_size
+        self.mean = tuple(mean or preprocessing.mean)
+        self.std = tuple(std or preprocessing.std)
+        self.gem_p: float | None = None
+        if isinstance(self.net, PooledDescriptor):
+            self.net.check_image_size(self.image_size)
+            self.gem_p = self.net.gem_p
+            if self.device.type == "cuda":
+                self.net = self.net.to(memory_format=torch.channels_last)
         self._scale = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1) * 255.0
         self._shift = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.dim = self._output_dim()
+
+    def _output_dim(self) -> int:
+        """The descriptor size; a TorchScript model's is only known by running it (once, on a black image)."""
+        if isinstance(self.net, PooledDescriptor):
+            return self.net.dim
+        with torch.inference_mode():
+            out = self.net(torch.zeros(1, 3, self.image_size, self.image_size, device=self.device))
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != 1:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise CheckpointError(f"TorchScript model {self.checkpoint} should map a batch to [batch, dim] "
+                                  f"descriptors; for one image it gave {shape}")
+        return int(out.shape[1])
 
     @property
     def attrs(self) -> dict[str, object]:
         """Extraction settings, for HDF5 attributes."""
-        return {"backbone": self.name, "image_size": self.image_size, "gem_p": self.gem_p,
-                "mean": list(self.mean), "std": list(self.std), "resize": "square, no crop"}
+        pooling = {"gem_p": self.gem_p} if self.gem_p is not None else {}
+        return {"backbone": self.name, "checkpoint": self.checkpoint, "dim": self.dim,
+                "image_size": self.image_size, **pooling, "mean": list(self.mean), "std": list(self.std),
+                "resize": "square, no crop"}
 
     @torch.inference_mode()
     def embed(self, batch: np.ndarray) -> np.ndarray:
@@ -266,9 +571,8 @@ class DescriptorModel:
         x = (x - self._shift) / self._scale
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        features = self.backbone.forward_features(x)
-        pooled = torch.nn.functional.normalize(gem(features.float(), self.gem_p), dim=1)
-        return pooled.cpu().numpy().astype(np.float32, copy=False)
+        vectors = torch.nn.functional.normalize(self.net(x).float(), dim=1)
+        return vectors.cpu().numpy().astype(np.float32, copy=False)
 
     def extract(self, images: Sequence[ImageSource], batch_size: int | None = None, progress: bool = True,
                 max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2) -> np.ndarray:
@@ -304,8 +608,8 @@ class DescriptorModel:
 
 def extract(images: Sequence[ImageSource], name: str = DEFAULT_BACKBONE,
             checkpoint: str | os.PathLike | None = None, device: str | torch.device = "auto",
-            image_size: int = DEFAULT_IMAGE_SIZE, batch_size: int | None = None, progress: bool = True,
-            max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2, gem_p: float = DEFAULT_GEM_P) -> np.ndarray:
+            image_size: int | None = None, batch_size: int | None = None, progress: bool = True,
+            max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2, gem_p: float | None = None) -> np.ndarray:
     """One-call form of :meth:`DescriptorModel.extract` (builds the model each call)."""
     model = DescriptorModel(name, checkpoint, device, image_size, gem_p)
     return model.extract(images, batch_size, progress, max_pixels, workers)
