@@ -6,6 +6,8 @@ RESULTS = config["results"]
 WORK = f"{RESULTS}/work"
 LOGS = f"{RESULTS}/logs"
 SET_FOLDERS = {"queries": config["queries"], "references": config["references"]}
+if config["global"]["background"]:
+    SET_FOLDERS["background"] = config["global"]["background"]
 PLANS = {
     name: d2lv_workflow.shard_plan(folder, name, config["shard_size"], config.get("demo_dir"))
     for name, folder in SET_FOLDERS.items()
@@ -16,7 +18,7 @@ CATEGORIES = d2lv_workflow.categories(config)
 
 
 wildcard_constraints:
-    set="queries|references",
+    set="queries|references|background",
     shard=r"\d+",
 
 

@@ -57,6 +57,9 @@ rule global_search:
         whitening=f"{WORK}/global/whitening.h5",
         references=f"{WORK}/global/raw/references/{{shard}}.h5",
         queries=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "queries"),
+        background=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "background")
+        if "background" in PLANS
+        else [],
     output:
         f"{WORK}/global/pairs/{{shard}}.parquet",
     log:
@@ -67,9 +70,15 @@ rule global_search:
         "../envs/d2lv.yaml"
     params:
         topk=GLOBAL["topk"],
+        background=lambda wildcards, input: (
+            f"--background {input.background} --background-k {GLOBAL['background_k']}"
+            f" --background-beta {GLOBAL['background_beta']}"
+            if input.background
+            else ""
+        ),
     shell:
         "d2lv global-search --quiet --queries {input.queries} --references {input.references}"
-        " --whitening {input.whitening} -o {output} --topk {params.topk} 2> {log}"
+        " --whitening {input.whitening} {params.background} -o {output} --topk {params.topk} 2> {log}"
 
 
 rule global_candidates:

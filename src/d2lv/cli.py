@@ -152,15 +152,20 @@ def _global_whitening(args: argparse.Namespace) -> None:
 
 
 def _global_search(args: argparse.Namespace) -> None:
+    from d2lv import background, tables, whitening
     from d2lv import global_descriptors as gd
-    from d2lv import tables, whitening
 
     query_ids, queries = gd.read_descriptors(args.queries, "query")
     reference_ids, references = gd.read_descriptors(args.references, "reference")
+    _, background_set = gd.read_descriptors(args.background, "reference") if args.background else ([], None)
     if args.whitening:
         fitted = whitening.read_whitening(args.whitening)
         queries, references = fitted.apply(queries), fitted.apply(references)
+        background_set = fitted.apply(background_set) if background_set is not None else None
     pairs = gd.search(query_ids, queries, reference_ids, references, args.topk, progress=not args.quiet)
+    if background_set is not None:
+        offsets = background.kth_background_similarity(queries, background_set, args.background_k)
+        pairs = background.normalise(pairs, query_ids, offsets, args.background_beta)
     tables.write_table(pairs, args.out, tables.SIMILARITY_PAIRS)
 
 
@@ -186,7 +191,7 @@ def _bench_make(args: argparse.Namespace) -> None:
                         families=args.families, max_side=args.max_side, seed=args.seed, progress=not args.quiet)
 
 
-ISC_SET = {"queries": "query", "references": "reference"}
+ISC_SET = {"queries": "query", "references": "reference", "background": "reference"}
 
 
 def _bench_pdq_hash(args: argparse.Namespace) -> None:
@@ -337,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "global-extract", _global_extract, "global CNN descriptors (GeM) of a manifest's images")
     p.add_argument("manifest", help="manifest .parquet")
-    p.add_argument("--set", choices=["queries", "references"], required=True)
+    p.add_argument("--set", choices=sorted(ISC_SET), required=True)
     p.add_argument("-o", "--out", required=True, help="descriptors .h5 (ISC layout, one set)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm architecture name")
     p.add_argument("--checkpoint", default="", help="weights file (default: the offline ImageNet weights)")
@@ -357,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", nargs="+", required=True, help="query descriptors .h5")
     p.add_argument("--references", nargs="+", required=True, help="reference descriptors .h5")
     p.add_argument("--whitening", help="whitening .h5 applied to both sides (default: raw descriptors)")
+    p.add_argument("--background", nargs="*", default=[], help="background descriptors .h5: normalise each "
+                   "query's similarities by its similarity to the background (SSCD)")
+    p.add_argument("--background-k", type=int, default=1, help="use the k-th nearest background image")
+    p.add_argument("--background-beta", type=float, default=1.0, help="weight of the background similarity")
     p.add_argument("-o", "--out", required=True, help="pairs .parquet")
     p.add_argument("--topk", type=int, default=10)
 
