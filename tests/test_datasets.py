@@ -10,7 +10,7 @@ from PIL import Image
 
 from d2lv import datasets
 from d2lv.edits import FAMILIES, RECIPES
-from d2lv.images import find_images, load_image
+from d2lv.images import ImageError, find_images, load_image
 
 BSDS500 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bsds500"
 
@@ -339,6 +339,52 @@ def test_drop_near_duplicates_keeps_the_first_of_each_picture(bench_sources, tmp
     original.point(lambda v: min(255, v + 12)).save(tmp_path / "brighter.png")
     with_copies = [*sources[:8], tmp_path / "smaller.jpg", tmp_path / "brighter.png", *sources[8:]]
     assert datasets.drop_near_duplicates(with_copies) == sources
+
+
+def _skimage_photo(name: str) -> Image.Image:
+    return Image.open(Path(skimage.data.__file__).parent / name).convert("RGB")
+
+
+def test_drop_near_duplicates_drops_later_copies_of_real_photos_and_keeps_the_order(tmp_path):
+    names = ["astronaut.png", "chelsea.png", "coffee.png", "camera.png", "coins.png", "rocket.jpg",
+             "motorcycle_left.png", "motorcycle_right.png"]  # the motorcycles: a stereo pair, not one picture
+    photos = {}
+    for name in names:
+        photos[name] = tmp_path / name
+        _skimage_photo(name).save(photos[name])
+    chelsea, coffee, rocket = (_skimage_photo(n) for n in ("chelsea.png", "coffee.png", "rocket.jpg"))
+    chelsea.resize((chelsea.width // 2, chelsea.height // 2)).save(tmp_path / "chelsea_small.jpg", quality=30)
+    w, h = coffee.size  # reframed: 2% cut off each side
+    coffee.crop((w // 50, h // 50, w - w // 50, h - h // 50)).save(tmp_path / "coffee_reframed.jpg", quality=75)
+    rocket.resize((rocket.width * 3 // 4, rocket.height * 3 // 4)).save(tmp_path / "rocket_copy.jpg", quality=50)
+
+    distinct = [photos[n] for n in names]
+    assert datasets.drop_near_duplicates(distinct) == distinct
+    mixed = [tmp_path / "rocket_copy.jpg", *distinct[:3], tmp_path / "chelsea_small.jpg", *distinct[3:],
+             tmp_path / "coffee_reframed.jpg"]
+    # The copy of the rocket comes first, so the original, later, is the one dropped.
+    expected = [tmp_path / "rocket_copy.jpg", *(p for p in distinct if p.name != "rocket.jpg")]
+    assert datasets.drop_near_duplicates(mixed) == expected
+    assert datasets.drop_near_duplicates(mixed, max_distance=0) == mixed
+    assert datasets.drop_near_duplicates(mixed[:1]) == mixed[:1]
+    assert datasets.drop_near_duplicates([]) == []
+
+
+def test_drop_near_duplicates_names_an_unreadable_file(bench_sources, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a JPEG")
+    with pytest.raises(ImageError, match="broken.jpg"):
+        datasets.drop_near_duplicates([*datasets._collect_images(bench_sources[1:]), broken])
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "ukbench").is_dir(), reason="shared UKBench photos not available")
+def test_drop_near_duplicates_finds_the_known_duplicates_of_ukbench():
+    folder = SHARED_DATA / "ukbench"
+    # 00081/00522: one file twice; 00823/00911: one photo, reframed. 00820-00823: the monkey's
+    # other photos, which are not copies.
+    paths = [folder / f"ukbench{i:05d}.jpg" for i in (81, 820, 821, 822, 823, 522, 911, 1000)]
+    kept = datasets.drop_near_duplicates(paths)
+    assert kept == [p for p in paths if p.stem not in ("ukbench00522", "ukbench00911")]
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared photos not available")

@@ -350,7 +350,10 @@ def load_torchscript(checkpoint: str | os.PathLike | None, device: str | torch.d
     if not path.is_file():
         raise _not_found(path)
     try:
-        return torch.jit.load(str(path), map_location=resolve_device(device)).eval()
+        with warnings.catch_warnings():
+            # torch >= 2.9 deprecates TorchScript, but released models (SSCD's) exist only in that format
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location=resolve_device(device)).eval()
     except Exception as err:  # RuntimeError for a non-TorchScript file, pickle errors, ...
         raise CheckpointError(f"cannot load TorchScript model {path}: {err}") from err
 

@@ -107,7 +107,10 @@ def make_view(img: Image.Image, rng: np.random.Generator, image_size: int,
     """
     view = edits.crop(img, rng, area_range=CROP_AREA)
     family = str(rng.choice(list(edits.FAMILIES)))
-    view = edits.apply_family(family, view, rng, backdrop).image
+    try:
+        view = edits.apply_family(family, view, rng, backdrop).image
+    except ValueError:
+        pass  # a family that cannot edit this shape (a meme caption on a 20 px high banner): keep the crop
     view = view.resize((image_size, image_size), Image.BICUBIC)
     if rng.random() < 0.5:
         view = TF.hflip(view)
@@ -140,7 +143,9 @@ class TwoViews(torch.utils.data.Dataset):
             return self.load(other + (other >= index))  # any reference but this one
 
         views = np.stack([make_view(img, rng, self.image_size, backdrop) for _ in range(2)])
-        return torch.from_numpy(views).permute(0, 3, 1, 2)
+        # contiguous: stacking permuted tensors would give channels-last batches in this process but not in
+        # worker processes, and the convolutions (so the results) differ with the memory layout
+        return torch.from_numpy(views).permute(0, 3, 1, 2).contiguous()
 
 
 def batch_plan(n_images: int, batch_size: int, steps: int, seed: int) -> list[list[tuple[int, int]]]:
@@ -354,6 +359,6 @@ def _step_function(net: gd.PooledDescriptor, normalise: Normalise, lr: float, st
         scaler.step(optimiser)
         scaler.update()
         schedule.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
