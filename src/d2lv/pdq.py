@@ -82,11 +82,6 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
     return np.packbits(np.asarray(bits, dtype=np.uint8), axis=-1)
 
 
-def to_hex(packed: np.ndarray) -> str:
-    """A packed hash as 64 hex digits (in this module's bit order, for logs and debugging)."""
-    return np.asarray(packed, dtype=np.uint8).tobytes().hex()
-
-
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamming distances between packed hashes (broadcasting over leading axes)."""
     return np.unpackbits(np.bitwise_xor(a, b), axis=-1).sum(axis=-1)
