@@ -69,6 +69,19 @@ SCORES = pa.schema(
     ]
 )
 
+#: The detector's verdict on every usable query: the copy region it found, if any.
+BOXES = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("cropped", pa.bool_()),  # True when a box passed the rules and the crop was written
+        ("x0", pa.int32()),  # box in the query's pixel coordinates (EXIF-rotated); null without a box
+        ("y0", pa.int32()),
+        ("x1", pa.int32()),
+        ("y1", pa.int32()),
+        ("confidence", pa.float32()),  # detector confidence of the kept box; null without a box
+    ]
+)
+
 SKIPPED = pa.schema(
     [
         ("set", pa.string()),
