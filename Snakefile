@@ -2,6 +2,7 @@
 #
 #   snakemake --cores all                                   # the demo set, end to end
 #   snakemake --cores 8 --config queries=Q references=R results=OUT [ground_truth=GT.csv]
+#   snakemake --report report.html                          # metrics, PR curve, matched pairs drawn
 #
 # Every rule calls one `d2lv` subcommand; see `d2lv --help`.
 
@@ -19,9 +20,12 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/manifest.smk"
+include: "rules/detect.smk"
 include: "rules/local.smk"
 include: "rules/global.smk"
+include: "rules/merge.smk"
 include: "rules/output.smk"
+include: "rules/report.smk"
 include: "rules/bench.smk"
 
 

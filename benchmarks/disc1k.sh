@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 data=../shared/data
 d2lv bench make "$data/bsds500" "$data/imagenet-sample" "$data/ukbench" -o resources/disc1k \
     --references 1000 --copies 1000 --noncopies 1000 --seed 0
-d2lv bench run resources/disc1k -o results/disc1k --cores "${1:-all}"
+d2lv bench run resources/disc1k -o results/disc1k --cores "${1:-all}" --configfile benchmarks/disc1k.yaml
 python3 benchmarks/readme_results.py results/disc1k/bench README.md docs

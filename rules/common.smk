@@ -8,17 +8,39 @@ LOGS = f"{RESULTS}/logs"
 SET_FOLDERS = {"queries": config["queries"], "references": config["references"]}
 if config["global"]["background"]:
     SET_FOLDERS["background"] = config["global"]["background"]
+GLOBAL_ENABLED = config["global"]["enabled"]
+DETECT = config["detect"]
+DETECT_ENABLED = DETECT["enabled"]
+MERGE = config["merge"]
+CALIBRATED = MERGE["mode"] == "calibrated"
+CALIBRATION_DIR = f"{WORK}/calibration"
+GROUND_TRUTH = d2lv_workflow.ground_truth(config)
+CATEGORIES = d2lv_workflow.categories(config)
+
 PLANS = {
     name: d2lv_workflow.shard_plan(folder, name, config["shard_size"], config.get("demo_dir"))
     for name, folder in SET_FOLDERS.items()
 }
-GLOBAL_ENABLED = config["global"]["enabled"]
-GROUND_TRUTH = d2lv_workflow.ground_truth(config)
-CATEGORIES = d2lv_workflow.categories(config)
+# Query sets: the user's queries, and the calibration copies the merge is fitted on.
+QUERY_SETS = ["queries"]
+if CALIBRATED:
+    SET_FOLDERS["calibration"] = f"{CALIBRATION_DIR}/queries"
+    PLANS["calibration"] = d2lv_workflow.calibration_plan(
+        CALIBRATION_DIR, MERGE["calibration_queries"], config["shard_size"]
+    )
+    QUERY_SETS.append("calibration")
+# Query views: each query set, and its crops to the detected copy region (same shards).
+VIEWS = {qset: qset for qset in QUERY_SETS}
+if DETECT_ENABLED:
+    for qset in QUERY_SETS:
+        PLANS[f"{qset}_crops"] = PLANS[qset]
+        VIEWS[f"{qset}_crops"] = qset
 
 
 wildcard_constraints:
-    set="queries|references|background",
+    set="|".join(PLANS),
+    qset="|".join(QUERY_SETS),
+    view="|".join(VIEWS),
     shard=r"\d+",
 
 
@@ -30,8 +52,38 @@ def shard_files(pattern, set_name):
     return expand(pattern, set=set_name, shard=list(PLANS[set_name]))
 
 
+def view_pairs(view, shard):
+    """Every candidate pair a query view verifies in one reference shard: all branches' of its query set."""
+    qset = VIEWS[view]
+    pairs = [f"{WORK}/local/{qset}/pairs/{shard}.parquet"]
+    if DETECT_ENABLED:
+        pairs.append(f"{WORK}/local/{qset}_crops/pairs/{shard}.parquet")
+    if GLOBAL_ENABLED:
+        pairs.append(f"{WORK}/global/{qset}/pairs/{shard}.parquet")
+    return pairs
+
+
+def query_crops(wildcards):
+    """A query shard's crops manifest: the global descriptor describes the crop where there is one."""
+    if DETECT_ENABLED and wildcards.set in QUERY_SETS:
+        return f"{WORK}/manifests/{wildcards.set}_crops/{wildcards.shard}.parquet"
+    return []
+
+
+def merge_inputs(qset):
+    """What the merge of one query set reads: candidates of every branch, scores of every view, boxes."""
+    views = [v for v, base in VIEWS.items() if base == qset]
+    return {
+        "local": f"{WORK}/local/{qset}/candidates.parquet",
+        "crop": [f"{WORK}/local/{qset}_crops/candidates.parquet"] if DETECT_ENABLED else [],
+        "global_": [f"{WORK}/global/{qset}/candidates.parquet"] if GLOBAL_ENABLED else [],
+        "scores": [f for v in views for f in shard_files(f"{WORK}/local/{v}/scores/{{shard}}.parquet", "references")],
+        "boxes": shard_files(f"{WORK}/detect/{qset}/boxes/{{shard}}.parquet", qset) if DETECT_ENABLED else [],
+    }
+
+
 def final_outputs():
-    outputs = [f"{RESULTS}/matches.csv", f"{RESULTS}/skipped.csv"]
+    outputs = [f"{RESULTS}/matches.csv", f"{RESULTS}/skipped.csv", f"{RESULTS}/report/metrics.csv"]
     if GLOBAL_ENABLED:
         outputs.append(f"{RESULTS}/global_descriptors.h5")
     if GROUND_TRUTH:
@@ -40,23 +92,34 @@ def final_outputs():
 
 
 def report_systems(wildcards, input):
-    """`d2lv bench report` arguments: each system's predictions, workflow steps and stored index."""
-    local = "manifest,sift,local_index,local_recall,local_candidates"
-    glob = "manifest,global_extract,global_whitening,global_search,global_candidates"
+    """`d2lv bench report` arguments: each system's predictions, workflow steps and stored index.
+
+    A branch's steps are its query view's share of each rule (`rule/view`); the merged
+    systems pay for every rule, calibration and detector training included.
+    """
+    local = "manifest,sift,local_index,local_recall/queries,local_candidates/queries"
+    crop = "manifest,sift,train_detector,detect/queries,local_index,local_recall/queries_crops"
+    glob = "manifest,global_extract,global_whitening,global_search/queries,global_candidates/queries"
+    every = "manifest,sift,local_index,local_recall,local_candidates,local_verify,global_extract,global_whitening"
+    every += ",global_search,global_candidates,train_detector,detect,make_calibration,fit_merge,matches"
+    index = [*input.local_index, *input.local_features]
     systems = [
         ("PDQ", input.pdq, "manifest,bench_pdq_hash,bench_pdq_match", input.pdq_store),
         ("CNN global (ImageNet GeM)", f"{input.cnn}#similarity", "manifest,bench_cnn_extract,bench_cnn_search",
          input.cnn_store),
         ("d2lv local votes (recall only)", f"{input.local_candidates}#votes", local, input.local_index),
-        ("d2lv local branch", f"{input.matches}#verify_local_n_inliers@local_votes",
-         f"{local},local_verify", [*input.local_index, *input.local_features]),
+        ("d2lv local branch", f"{input.matches}#verify_local_score@local_votes", f"{local},local_verify/queries",
+         index),
     ]
+    if DETECT_ENABLED:
+        systems.append(("d2lv crop branch", f"{input.matches}#verify_local_crop_score@crop_votes",
+                        f"{crop},local_candidates/queries_crops,local_verify/queries_crops", index))
     if GLOBAL_ENABLED:
-        systems += [
-            ("d2lv global branch", f"{input.global_candidates}#similarity", glob, input.global_store),
-            ("d2lv full", input.matches, f"{local},{glob},local_verify,matches",
-             [*input.local_index, *input.local_features, *input.global_store]),
-        ]
+        systems.append(("d2lv global branch", f"{input.global_candidates}#similarity", glob, input.global_store))
+    stored = [*index, *input.global_store]
+    if CALIBRATED:
+        systems.append(("d2lv sum merge", f"{input.matches}#score_sum", every, stored))
+    systems.append((f"d2lv full ({MERGE['mode']} merge)", input.matches, every, stored))
     return " ".join(
         f"--system {shlex.quote(f'{name}={predictions}')} --stages {shlex.quote(f'{name}={stages}')}"
         f" --storage {shlex.quote(name + '=' + ','.join(storage))}"

@@ -35,9 +35,10 @@ rule train_descriptor:
 
 
 rule global_extract:
-    """Global CNN descriptors (GeM pooled, L2-normalised) of one shard."""
+    """Global CNN descriptors (GeM pooled, L2-normalised) of one shard; of each query's crop where it has one."""
     input:
         manifest=f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
+        crops=query_crops,
         checkpoint=TRAINED if GLOBAL["train"] else (GLOBAL["checkpoint"] or []),
     output:
         f"{WORK}/global/raw/{{set}}/{{shard}}.h5",
@@ -53,11 +54,12 @@ rule global_extract:
     params:
         backbone=GLOBAL["backbone"],
         checkpoint=lambda wildcards, input: f"--checkpoint {input.checkpoint}" if input.checkpoint else "",
+        crops=lambda wildcards, input: f"--crops {input.crops}" if input.crops else "",
         device=GLOBAL["device"],
         image_size=GLOBAL["image_size"],
         max_pixels=config["max_pixels"],
     shell:
-        "d2lv global-extract --quiet {input.manifest} --set {wildcards.set} -o {output}"
+        "d2lv global-extract --quiet {input.manifest} --set {wildcards.set} {params.crops} -o {output}"
         " --backbone {params.backbone} {params.checkpoint} --device {params.device}"
         " --image-size {params.image_size} --threads {threads} --max-pixels {params.max_pixels} 2> {log}"
 
@@ -85,20 +87,20 @@ rule global_whitening:
 
 
 rule global_search:
-    """Most similar references of this shard for every query (whitened cosine similarity)."""
+    """Most similar references of this shard for every query of a set (whitened cosine similarity)."""
     input:
         whitening=f"{WORK}/global/whitening.h5",
         references=f"{WORK}/global/raw/references/{{shard}}.h5",
-        queries=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "queries"),
+        queries=lambda wc: shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", wc.qset),
         background=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "background")
         if "background" in PLANS
         else [],
     output:
-        f"{WORK}/global/pairs/{{shard}}.parquet",
+        f"{WORK}/global/{{qset}}/pairs/{{shard}}.parquet",
     log:
-        f"{LOGS}/global_search/{{shard}}.log",
+        f"{LOGS}/global_search/{{qset}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/global_search/{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/global_search/{{qset}}/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
     params:
@@ -117,13 +119,13 @@ rule global_search:
 rule global_candidates:
     """Each query's top global candidates over all reference shards."""
     input:
-        shard_files(f"{WORK}/global/pairs/{{shard}}.parquet", "references"),
+        shard_files(f"{WORK}/global/{{{{qset}}}}/pairs/{{shard}}.parquet", "references"),
     output:
-        f"{WORK}/global/candidates.parquet",
+        f"{WORK}/global/{{qset}}/candidates.parquet",
     log:
-        f"{LOGS}/global_candidates.log",
+        f"{LOGS}/global_candidates/{{qset}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/global_candidates.tsv"
+        f"{RESULTS}/benchmarks/global_candidates/{{qset}}.tsv"
     conda:
         "../envs/d2lv.yaml"
     params:

@@ -21,17 +21,17 @@ rule local_index:
 
 
 rule local_recall:
-    """kNN search of all query descriptors in one reference shard; votes per reference."""
+    """kNN search of all descriptors of one query view in one reference shard; votes per reference."""
     input:
         index=f"{WORK}/local/index/{{shard}}.faiss",
         references=f"{WORK}/features/references/{{shard}}.h5",
-        queries=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
+        queries=lambda wc: shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", wc.view),
     output:
-        f"{WORK}/local/pairs/{{shard}}.parquet",
+        f"{WORK}/local/{{view}}/pairs/{{shard}}.parquet",
     log:
-        f"{LOGS}/local_recall/{{shard}}.log",
+        f"{LOGS}/local_recall/{{view}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/local_recall/{{shard}}.tsv",
+        f"{RESULTS}/benchmarks/local_recall/{{view}}/{{shard}}.tsv",
     conda:
         "../envs/d2lv.yaml"
     threads: LOCAL["threads"]
@@ -49,18 +49,18 @@ rule local_recall:
 
 
 rule local_verify:
-    """Ratio-test matching, mirrored pass and geometric verification of one shard's candidates (all branches)."""
+    """Ratio-test matching, mirrored pass and geometric verification of one shard's candidates (all branches),
+    in one query view: the whole query (`local`) or its detected copy region (`local_crop`)."""
     input:
-        pairs=[f"{WORK}/local/pairs/{{shard}}.parquet"]
-        + ([f"{WORK}/global/pairs/{{shard}}.parquet"] if GLOBAL_ENABLED else []),
+        pairs=lambda wc: view_pairs(wc.view, wc.shard),
         references=f"{WORK}/features/references/{{shard}}.h5",
-        queries=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
+        queries=lambda wc: shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", wc.view),
     output:
-        f"{WORK}/local/scores/{{shard}}.parquet",
+        f"{WORK}/local/{{view}}/scores/{{shard}}.parquet",
     log:
-        f"{LOGS}/local_verify/{{shard}}.log",
+        f"{LOGS}/local_verify/{{view}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/local_verify/{{shard}}.tsv",
+        f"{RESULTS}/benchmarks/local_verify/{{view}}/{{shard}}.tsv",
     conda:
         "../envs/d2lv.yaml"
     params:
@@ -69,22 +69,23 @@ rule local_verify:
         geometry=config["verify"]["geometry"],
         ransac_threshold=config["verify"]["ransac_threshold"],
         short_side=config["sift"]["short_side"],
+        branch=lambda wc: "local" if wc.view in QUERY_SETS else "local_crop",
     shell:
         "d2lv verify --quiet --pairs {input.pairs} --queries {input.queries} --references {input.references}"
-        " -o {output} --branch local --ratio {params.ratio} {params.mirror} --geometry {params.geometry}"
+        " -o {output} --branch {params.branch} --ratio {params.ratio} {params.mirror} --geometry {params.geometry}"
         " --ransac-threshold {params.ransac_threshold} --short-side {params.short_side} 2> {log}"
 
 
 rule local_candidates:
-    """Each query's final local candidates, gathered over all reference shards."""
+    """Each query's final local candidates in one view, gathered over all reference shards."""
     input:
-        shard_files(f"{WORK}/local/pairs/{{shard}}.parquet", "references"),
+        shard_files(f"{WORK}/local/{{{{view}}}}/pairs/{{shard}}.parquet", "references"),
     output:
-        f"{WORK}/local/candidates.parquet",
+        f"{WORK}/local/{{view}}/candidates.parquet",
     log:
-        f"{LOGS}/local_candidates.log",
+        f"{LOGS}/local_candidates/{{view}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/local_candidates.tsv",
+        f"{RESULTS}/benchmarks/local_candidates/{{view}}.tsv",
     conda:
         "../envs/d2lv.yaml"
     params:

@@ -1,5 +1,7 @@
 rule manifest:
     """Decode every image of one shard; record size, or the reason it is unusable."""
+    wildcard_constraints:
+        set="|".join(SET_FOLDERS),
     input:
         shard_images,
     output:

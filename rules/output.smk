@@ -1,9 +1,8 @@
 rule matches:
     """Ranked matches in ISC format, plus every per-branch column in Parquet."""
     input:
-        local=f"{WORK}/local/candidates.parquet",
-        global_=[f"{WORK}/global/candidates.parquet"] if GLOBAL_ENABLED else [],
-        scores=shard_files(f"{WORK}/local/scores/{{shard}}.parquet", "references"),
+        **merge_inputs("queries"),
+        model=f"{WORK}/merge/model.json" if CALIBRATED else [],
     output:
         csv=f"{RESULTS}/matches.csv",
         parquet=f"{RESULTS}/matches.parquet",
@@ -15,8 +14,11 @@ rule matches:
         "../envs/d2lv.yaml"
     params:
         max_results=config["output"]["max_results_per_query"],
+        mode=MERGE["mode"],
+        model=lambda wildcards, input: f"--model {input.model}" if input.model else "",
     shell:
-        "d2lv matches --quiet --local {input.local} --global {input.global_} --scores {input.scores} -o {output.csv}"
+        "d2lv matches --quiet --local {input.local} --crop {input.crop} --global {input.global_}"
+        " --scores {input.scores} --boxes {input.boxes} --mode {params.mode} {params.model} -o {output.csv}"
         " --parquet {output.parquet} --max-results-per-query {params.max_results} 2> {log}"
 
 

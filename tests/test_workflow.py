@@ -38,11 +38,21 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     return {rule: int(n) for rule, n in (line.split() for line in table.group(1).splitlines())}
 
 
+#: A detector and a calibration set small enough for tests (the README demo uses config.yaml's).
+SMALL = {"train_images": "24", "train_epochs": "1", "calibration_queries": "24"}
+
+
 def workdir_with_config(tmp_path: Path, **changes: str) -> Path:
+    """A folder holding config.yaml with ``changes``: ``key=value`` (its first occurrence), or
+    ``section__key=value`` (the key inside that top-level section)."""
     text = (REPO / "config.yaml").read_text()
-    for key, value in changes.items():
-        text, n = re.subn(rf"^(\s*{key}:)\s*[^#\n]*", rf"\g<1> {value}  ", text, count=1, flags=re.M)
-        assert n == 1, key
+    for name, value in {**SMALL, **changes}.items():
+        section, _, key = name.rpartition("__")
+        start = re.search(rf"^{section}:\n", text, flags=re.M).end() if section else 0
+        head, tail = text[:start], text[start:]
+        tail, n = re.subn(rf"^(\s*{key}:)\s*[^#\n]*", rf"\g<1> {value}  ", tail, count=1, flags=re.M)
+        assert n == 1, name
+        text = head + tail
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "config.yaml").write_text(text)
     return tmp_path
@@ -65,10 +75,20 @@ def test_demo_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     metrics = pd.read_json(results / "metrics.json", typ="series")
     assert metrics.micro_ap >= 0.9 and metrics.recall_at_1 >= 0.9
     assert (results / "matches.parquet").exists() and (results / "skipped.csv").exists()
+    model = pd.read_json(work / "results" / "demo" / "work" / "merge" / "model.json", typ="series")
+    assert model.n_positive > 0 and model.n_negative > model.n_positive
+
+    snakemake(work, "--report", str(work / "report.html"))
+    html = (work / "report.html").read_text()
+    pictures = sorted(p.name for p in (results / "report" / "pairs").glob("*.jpg"))
+    assert pictures and all(name in html for name in ["pr_curve.png", "metrics.csv", *pictures])
 
     assert planned_jobs(work) == {}
-    workdir_with_config(tmp_path, ratio="0.7")
-    assert planned_jobs(work) == {"local_verify": 1, "matches": 1, "metrics": 1, "all": 1}
+    workdir_with_config(tmp_path, ratio="0.7")  # every query view of both query sets is verified again
+    assert planned_jobs(work) == {"local_verify": 4, "fit_merge": 1, "matches": 1, "metrics": 1,
+                                  "report_figures": 1, "all": 1}
+    workdir_with_config(tmp_path, ratio="0.7", regularisation="0.5")  # refitting reruns only the merge
+    assert planned_jobs(work) == {"fit_merge": 1, "matches": 1, "metrics": 1, "report_figures": 1, "all": 1}
 
 
 @pytest.fixture
@@ -103,11 +123,14 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     photo = Path(skimage.data.__file__).parent / "motorcycle_right.png"
     shutil.copy(photo, references / "extra.png")  # 11 files: still 4 shards; "extra" is not in shard 0,
     jobs = planned_jobs(work, *contract)  # so the whitening (fitted on shard 0) stays
-    per_shard = {"manifest", "sift", "local_index", "local_recall", "local_verify", "global_extract",
-                 "global_search"}
-    assert {rule: jobs.get(rule) for rule in per_shard} == dict.fromkeys(per_shard, 1)
-    gathers = {"local_candidates", "global_candidates", "global_descriptors", "matches", "skipped", "metrics"}
-    assert set(jobs) == per_shard | gathers | {"all"}
+    # Its shard's steps, once per query view (queries, calibration, and their crops) or query set ...
+    per_shard = {"manifest": 1, "sift": 1, "local_index": 1, "global_extract": 1, "local_recall": 4,
+                 "local_verify": 4, "global_search": 2}
+    assert {rule: jobs.get(rule) for rule in per_shard} == per_shard
+    # ... and the gathers; the detector and the calibration copies, made from shard 0, stay.
+    gathers = {"local_candidates": 4, "global_candidates": 2, "global_descriptors": 1, "fit_merge": 1,
+               "matches": 1, "skipped": 1, "metrics": 1, "report_figures": 1, "all": 1}
+    assert jobs == per_shard | gathers
 
 
 def test_duplicate_ids_stop_the_run_before_any_job(tmp_path, user_sets):
@@ -121,3 +144,24 @@ def test_duplicate_ids_stop_the_run_before_any_job(tmp_path, user_sets):
     message = result.stdout + result.stderr
     assert "batch1/Q00001.jpg" in message and "batch2/Q00001.jpg" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_wires_the_detector_crop_branch_and_calibration(tmp_path):
+    jobs = planned_jobs(workdir_with_config(tmp_path / "default"))
+    # One reference shard and one shard per query set: queries and the calibration copies.
+    assert jobs["train_detector"] == 1 and jobs["make_calibration"] == 1 and jobs["fit_merge"] == 1
+    assert jobs["detect"] == 2  # per query set
+    assert jobs["sift"] == 5  # references, queries, calibration, and both sets' crops
+    assert jobs["local_recall"] == jobs["local_verify"] == jobs["local_candidates"] == 4  # per query view
+    assert jobs["global_search"] == jobs["global_candidates"] == 2  # per query set, crops described in place
+
+    own_weights = tmp_path / "detector.pt"
+    own_weights.write_bytes(b"")
+    jobs = planned_jobs(workdir_with_config(tmp_path / "weights", weights=f'"{own_weights}"'))
+    assert "train_detector" not in jobs and jobs["detect"] == 2
+
+    jobs = planned_jobs(workdir_with_config(tmp_path / "sum", merge__mode="sum"))
+    assert not {"make_calibration", "fit_merge"} & set(jobs) and jobs["detect"] == 1
+
+    jobs = planned_jobs(workdir_with_config(tmp_path / "plain", detect__enabled="false"))
+    assert not {"train_detector", "detect"} & set(jobs) and jobs["local_recall"] == 2

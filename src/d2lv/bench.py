@@ -35,9 +35,10 @@ class BenchResult:
     curves: dict[str, metrics.PRCurve] = field(default_factory=dict)
 
 
-def read_predictions(spec: str) -> pd.DataFrame:
+def read_predictions(spec: str, max_per_query: int = 10) -> pd.DataFrame:
     """``PATH[#COLUMN[@PRESENT]]``: a CSV or Parquet file, scored by ``score`` or by COLUMN,
-    keeping only rows where column PRESENT has a value (e.g. the pairs one branch recalled)."""
+    keeping only rows where column PRESENT has a value (e.g. the pairs one branch recalled),
+    and each query's ``max_per_query`` best rows by that score (as a system would submit)."""
     path, _, selector = spec.partition("#")
     column, _, present = selector.partition("@")
     frame = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path, dtype={
@@ -48,21 +49,28 @@ def read_predictions(spec: str) -> pd.DataFrame:
             raise ValueError(f"{path}: no column {name!r} (columns: {', '.join(frame.columns)})")
     if present:
         frame = frame[frame[present].notna()]
-    return pd.DataFrame({"query_id": frame.query_id.astype(str), "reference_id": frame.reference_id.astype(str),
-                         "score": frame[column].astype("float64")})
+    scored = pd.DataFrame({"query_id": frame.query_id.astype(str), "reference_id": frame.reference_id.astype(str),
+                           "score": frame[column].astype("float64")})
+    scored = scored.sort_values(["query_id", "score"], ascending=[True, False], kind="stable")
+    return scored.groupby("query_id", sort=False).head(max_per_query).reset_index(drop=True)
 
 
 def read_stage_timings(benchmark_dir: str | os.PathLike) -> pd.DataFrame:
     """Seconds and peak RSS per workflow rule, from Snakemake ``benchmark:`` files.
 
-    Files live at ``<dir>/<rule>.tsv`` or ``<dir>/<rule>/<wildcards…>.tsv``.
+    Files live at ``<dir>/<rule>.tsv`` or ``<dir>/<rule>/<wildcards…>.tsv``. A file two
+    folders deep, ``<rule>/<set>/<shard>.tsv``, also counts towards ``<rule>/<set>`` (e.g.
+    ``local_verify/queries_crops``: one query view's share of the rule).
     """
     rows = []
     root = Path(benchmark_dir)
     for path in sorted(root.rglob("*.tsv")):
-        rule = path.relative_to(root).parts[0].removesuffix(".tsv")
+        parts = path.relative_to(root).parts
         record = pd.read_csv(path, sep="\t").iloc[-1]
-        rows.append({"rule": rule, "seconds": float(record["s"]), "max_rss_mb": _number(record.get("max_rss"))})
+        cost = {"seconds": float(record["s"]), "max_rss_mb": _number(record.get("max_rss"))}
+        rows.append({"rule": parts[0].removesuffix(".tsv"), **cost})
+        if len(parts) >= 3:
+            rows.append({"rule": f"{parts[0]}/{parts[1]}", **cost})
     if not rows:
         return pd.DataFrame(columns=["rule", "seconds", "max_rss_mb", "jobs"])
     frame = pd.DataFrame(rows)

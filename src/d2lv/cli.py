@@ -90,18 +90,55 @@ def _select(args: argparse.Namespace) -> None:
     tables.write_table(local.select_candidates(pairs, args.topk, args.mode, rule), args.out, tables.PAIRS)
 
 
-def _matches(args: argparse.Namespace) -> None:
-    from d2lv import output, tables
+def _merge_inputs(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, set[str]]:
+    """Candidates per branch, verification scores, and the ids of cropped queries (matches, fit-merge)."""
+    from d2lv import tables
 
     candidates = {"local": tables.read_tables(args.local, tables.PAIRS)}
+    if args.crop:
+        candidates["crop"] = tables.read_tables(args.crop, tables.PAIRS)
     if args.global_:
         candidates["global"] = tables.read_tables(args.global_, tables.SIMILARITY_PAIRS)
-    scores = tables.read_tables(args.scores, tables.SCORES)
-    matches = output.assemble_matches(candidates, scores, args.max_results_per_query)
+    boxes = tables.read_tables(args.boxes, tables.BOXES)
+    return candidates, tables.read_tables(args.scores, tables.SCORES), set(boxes.query_id[boxes.cropped])
+
+
+def _matches(args: argparse.Namespace) -> None:
+    from d2lv import merge, output
+
+    candidates, scores, cropped = _merge_inputs(args)
+    model = merge.load_model(args.model) if args.model else None
+    pairs = output.assemble_matches(candidates, scores, args.mode, model, cropped)
+    matches = pairs[pairs["rank"] <= args.max_results_per_query]
     output.write_isc_csv(matches, args.out)
     if args.parquet:
-        matches.to_parquet(args.parquet, index=False)
-    print(f"{len(matches)} matches for {matches.query_id.nunique()} queries", file=sys.stderr)
+        pairs.to_parquet(args.parquet, index=False)
+    print(f"{len(matches)} matches for {matches.query_id.nunique()} queries ({args.mode} merge)", file=sys.stderr)
+
+
+def _fit_merge(args: argparse.Namespace) -> None:
+    from d2lv import merge, metrics, output
+
+    candidates, scores, cropped = _merge_inputs(args)
+    pairs = output.pair_features(candidates, scores, cropped)
+    ground_truth = metrics.read_ground_truth(args.ground_truth)
+    model = merge.fit_calibrated(pairs, merge.label_pairs(pairs, ground_truth), args.regularisation)
+    fit = {}
+    for mode in merge.MODES:
+        scored = pairs[output.KEYS].assign(score=merge.merge_scores(pairs, mode, model))
+        fit[mode] = metrics.evaluate(scored, ground_truth).to_dict()
+    merge.save_model(model, args.out, calibration_metrics=fit)
+    print(f"fitted on {model.n_positive} copies and {model.n_negative} other candidates; calibration-set "
+          f"micro-AP sum {fit['sum']['micro_ap']:.4f}, calibrated {fit['calibrated']['micro_ap']:.4f}",
+          file=sys.stderr)
+
+
+def _make_calibration(args: argparse.Namespace) -> None:
+    from d2lv import datasets, manifest
+
+    references = pd.concat([manifest.read_manifest(p) for p in args.manifests], ignore_index=True)
+    datasets.make_calibration(list(references.path), Path(args.out), args.queries, seed=args.seed,
+                              progress=not args.quiet)
 
 
 def _skipped(args: argparse.Namespace) -> None:
@@ -137,6 +174,9 @@ def _global_extract(args: argparse.Namespace) -> None:
     from d2lv import global_descriptors, manifest
 
     usable = manifest.read_manifest(args.manifest)
+    if args.crops:
+        crops = manifest.read_manifest(args.crops).set_index("id").path
+        usable = usable.assign(path=usable.id.map(crops).fillna(usable.path))
     model = global_descriptors.DescriptorModel(args.backbone, args.checkpoint or None, device=args.device,
                                                image_size=args.image_size or None, threads=args.threads)
     vectors = model.extract(list(usable.path), batch_size=args.batch_size or None, progress=not args.quiet,
@@ -205,7 +245,7 @@ def _bench_make(args: argparse.Namespace) -> None:
                         families=args.families, max_side=args.max_side, seed=args.seed, progress=not args.quiet)
 
 
-ISC_SET = {"queries": "query", "references": "reference", "background": "reference"}
+ISC_SET = {"queries": "query", "calibration": "query", "references": "reference", "background": "reference"}
 
 
 def _bench_pdq_hash(args: argparse.Namespace) -> None:
@@ -253,11 +293,49 @@ def _bench_run(args: argparse.Namespace) -> None:
     command = workflow.snakemake_command(
         "bench", cores=args.cores, queries=folder / "queries", references=folder / "references",
         ground_truth=folder / "ground_truth.csv", categories=folder / "categories.csv",
-        results=Path(args.out).resolve(), extra_config=args.config)
+        results=Path(args.out).resolve(), extra_config=args.config, configfiles=args.configfile)
     print(" ".join(map(str, command)), file=sys.stderr)
     status = subprocess.run(command, cwd=workflow.repository_root()).returncode
     if status:
         raise SystemExit(status)
+
+
+def _report_figures(args: argparse.Namespace) -> None:
+    from d2lv import report, verify
+
+    inputs = report.read_inputs(args.matches, args.queries_manifests, args.references_manifests, args.boxes,
+                                args.ground_truth, args.categories, args.max_results_per_query)
+    params = verify.VerifyParams(ratio=args.ratio, mirrored=not args.no_mirror, geometry=args.geometry,
+                                 ransac_threshold=args.ransac_threshold, short_side=args.short_side)
+    report.write_report_figures(inputs, args.out, report.SiftParams(args.short_side, args.max_keypoints), params,
+                                top=args.top, near=args.near_threshold, progress=not args.quiet)
+
+
+def _train_detector(args: argparse.Namespace) -> None:
+    from d2lv import detector, manifest
+
+    references = pd.concat([manifest.read_manifest(m) for m in args.manifests], ignore_index=True)
+    if references.empty:
+        raise ValueError(f"no usable reference images in {' '.join(args.manifests)}: nothing to train on")
+    work_dir = Path(args.work_dir)
+    data = detector.synthesise_training_set(list(references.path), work_dir / "training-set", args.images,
+                                            args.seed, args.image_size, progress=not args.quiet)
+    weights = detector.train_detector(data, args.out, args.epochs, args.image_size, args.batch, args.device,
+                                      args.workers, args.seed, work_dir, progress=not args.quiet)
+    print(f"detector weights {weights}: {args.epochs} epochs on {args.images} images synthesised from "
+          f"{len(references)} references", file=sys.stderr)
+
+
+def _detect(args: argparse.Namespace) -> None:
+    from d2lv import detector, manifest, tables
+
+    usable = manifest.read_manifest(args.manifest)
+    boxes, crops = detector.detect(usable, args.weights, args.crops_dir, args.confidence, args.max_area,
+                                   args.max_aspect, args.image_size, args.device, progress=not args.quiet,
+                                   config_dir=args.config_dir or None)
+    tables.write_table(boxes, args.out, tables.BOXES)
+    tables.write_table(crops, args.crops_manifest, tables.MANIFEST)
+    print(f"copy region found in {len(crops)} of {len(boxes)} queries", file=sys.stderr)
 
 
 def _named(items: Sequence[str]) -> list[tuple[str, str]]:
@@ -276,6 +354,14 @@ def _set_threads(threads: int) -> None:
 
     if threads > 0:
         faiss.omp_set_num_threads(threads)
+
+
+def _add_merge_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--local", required=True, nargs="+", help="local-branch candidates .parquet")
+    p.add_argument("--crop", nargs="*", default=[], help="cropped-query local-branch candidates .parquet")
+    p.add_argument("--global", dest="global_", nargs="*", default=[], help="global-branch candidates .parquet")
+    p.add_argument("--scores", required=True, nargs="+", help="verification scores .parquet, every view")
+    p.add_argument("--boxes", nargs="*", default=[], help="detector boxes .parquet (which queries were cropped)")
 
 
 def _add(sub: argparse._SubParsersAction, name: str, handler: Handler, summary: str) -> argparse.ArgumentParser:
@@ -358,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="manifest .parquet")
     p.add_argument("--set", choices=sorted(ISC_SET), required=True)
     p.add_argument("-o", "--out", required=True, help="descriptors .h5 (ISC layout, one set)")
+    p.add_argument("--crops", help="crops manifest .parquet (d2lv detect): describe these crops instead of "
+                   "the whole images they were cut from")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm architecture name, or torchscript")
     p.add_argument("--checkpoint", default="", help="weights file: timm/EsViT state dict, TorchScript, or a "
                    "train-descriptor checkpoint (default: the offline ImageNet weights)")
@@ -416,12 +504,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="ISC descriptor .h5")
 
     p = _add(sub, "matches", _matches, "join candidates and verified scores into the ranked ISC matches")
-    p.add_argument("--local", required=True, nargs="+", help="local-branch candidates .parquet")
-    p.add_argument("--global", dest="global_", nargs="*", default=[], help="global-branch candidates .parquet")
-    p.add_argument("--scores", required=True, nargs="+", help="scores .parquet")
+    _add_merge_inputs(p)
     p.add_argument("-o", "--out", required=True, help="matches .csv (query_id,reference_id,score)")
-    p.add_argument("--parquet", help="also write all per-branch columns to this .parquet")
+    p.add_argument("--parquet", help="also write every verified pair (not only the top ones), with all "
+                   "per-branch columns and its rank, to this .parquet")
     p.add_argument("--max-results-per-query", type=int, default=10)
+    p.add_argument("--mode", choices=["calibrated", "sum"], default="sum",
+                   help="calibrated: the fitted model's probability (needs --model); sum: the original "
+                   "method's sum of verified counts")
+    p.add_argument("--model", help="merge model .json from `d2lv fit-merge`")
+
+    p = _add(sub, "fit-merge", _fit_merge,
+             "fit the calibrated merge on a calibration set's candidates (see make-calibration)")
+    _add_merge_inputs(p)
+    p.add_argument("--ground-truth", required=True, help="the calibration set's ground_truth.csv")
+    p.add_argument("--regularisation", type=float, default=1.0, help="inverse L2 strength (scikit-learn's C)")
+    p.add_argument("-o", "--out", required=True, help="merge model .json")
+
+    p = _add(sub, "make-calibration", _make_calibration,
+             "labelled copies of the references (benchmark edit families) to fit the merge on")
+    p.add_argument("manifests", nargs="+", help="reference manifests .parquet to draw sources and backdrops from")
+    p.add_argument("-o", "--out", required=True, help="folder for queries/, ground_truth.csv, categories.csv")
+    p.add_argument("--queries", type=int, default=200, help="edited copies to make")
+    p.add_argument("--seed", type=int, default=0)
 
     p = _add(sub, "skipped", _skipped, "list inputs that were skipped, with the reason, as CSV")
     for name in ("queries", "references"):
@@ -446,8 +551,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copies", type=int, default=150)
     p.add_argument("--noncopies", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
+    _add_report(sub)
+    _add_detector(sub)
     _add_bench(sub)
     return parser
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "report-figures", _report_figures, "metrics, precision-recall, recall per family and matched "
+             "pairs drawn side by side, for `snakemake --report`")
+    p.add_argument("--matches", required=True, help="matches .parquet from `d2lv matches --parquet`")
+    p.add_argument("--max-results-per-query", type=int, default=0, help="keep each query's N best pairs, as in "
+                   "matches.csv (0: every pair of the table)")
+    p.add_argument("--ground-truth", help="CSV query_id,reference_id (without it: counts and placeholders)")
+    p.add_argument("--categories", help="CSV query_id,kind,recipe for recall@1 per recipe family")
+    p.add_argument("--queries-manifests", nargs="+", required=True, help="query manifests .parquet")
+    p.add_argument("--references-manifests", nargs="+", required=True, help="reference manifests .parquet")
+    p.add_argument("--boxes", nargs="*", default=[], help="detector boxes .parquet (the local_crop view)")
+    p.add_argument("--short-side", type=int, default=300, help="SIFT: downscale so the short side is at most this")
+    p.add_argument("--max-keypoints", type=int, default=600, help="SIFT: keep the strongest keypoints")
+    p.add_argument("--ratio", type=float, default=0.745, help="Lowe ratio: keep a match if d1 < ratio * d2")
+    p.add_argument("--no-mirror", action="store_true", help="skip the mirrored (left-right flipped) pass")
+    p.add_argument("--geometry", choices=["homography", "affine", "none"], default="homography",
+                   help="transform fitted with MAGSAC++/RANSAC; none draws every match as an inlier")
+    p.add_argument("--ransac-threshold", type=float, default=4.0, help="inlier threshold in pixels at the "
+                   "SIFT extraction scale")
+    p.add_argument("--top", type=int, default=8, help="draw the N best-scored pairs")
+    p.add_argument("--near-threshold", type=int, default=8, help="draw the N pairs scored nearest the threshold "
+                   "at precision 0.9 (without ground truth: the median best score)")
+    p.add_argument("-o", "--out", required=True, help="folder for metrics.csv, pr_curve.png, "
+                   "recall_per_family.png and pairs/")
+
+
+def _add_detector(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "train-detector", _train_detector,
+             "train the copy-region detector (YOLOv5u, from scratch, offline) on images synthesised from the "
+             "references: photos pasted onto others, into screenshots, under meme captions or inside borders")
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST", help="reference manifests .parquet")
+    p.add_argument("-o", "--out", required=True, help="weights .pt (use it as detect.weights)")
+    p.add_argument("--work-dir", required=True, help="folder for the synthesised training set (training-set/), "
+                   "the Ultralytics run (runs/detector/) and its settings (ultralytics-config/)")
+    p.add_argument("--images", type=int, default=2000, help="training images to synthesise (10%% for validation)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--image-size", type=int, default=320, help="network input side; detect with the same")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="seeds the synthesised set and the training")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes")
+
+    p = _add(sub, "detect", _detect, "find the copy region of every usable query of a manifest with the trained "
+             "detector and write it as a lossless crop")
+    p.add_argument("manifest", help="query manifest .parquet")
+    p.add_argument("--weights", required=True, help="detector weights .pt from `d2lv train-detector` "
+                   "(config key detect.weights)")
+    p.add_argument("-o", "--out", required=True, help="boxes .parquet: one row per usable query")
+    p.add_argument("--crops-manifest", required=True, help="manifest .parquet of the crops (ids of their queries)")
+    p.add_argument("--crops-dir", required=True, help="folder for the crops, <query id>.png")
+    p.add_argument("--confidence", type=float, default=0.25, help="ignore boxes less confident than this")
+    p.add_argument("--max-area", type=float, default=0.85, help="ignore boxes covering more of the image than this")
+    p.add_argument("--max-aspect", type=float, default=4.0, help="ignore boxes longer than this times their width "
+                   "(either way)")
+    p.add_argument("--image-size", type=int, default=320, help="network input side (the training one)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--config-dir", default="", help="folder for Ultralytics' settings (default: "
+                   "ultralytics-config/ next to the crops folder)")
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -474,6 +641,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="results folder; the report lands in OUT/bench/")
     p.add_argument("--cores", default="all", help="Snakemake --cores")
     p.add_argument("--config", nargs="*", default=[], help="extra KEY=VALUE Snakemake config overrides")
+    p.add_argument("--configfile", nargs="*", default=[],
+                   help="YAML files layered over config.yaml, for nested keys (e.g. benchmarks/disc1k.yaml)")
 
     p = _add(steps, "pdq-hash", _bench_pdq_hash, "PDQ hashes of a manifest's images (queries: 8 dihedral variants)")
     p.add_argument("manifest", help="manifest .parquet")

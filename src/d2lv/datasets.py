@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from d2lv import pdq
 from d2lv.edits import FAMILIES, RECIPES, Edited, apply_family, random_edit
-from d2lv.images import ImageError, find_images, load_image
+from d2lv.images import ImageError, find_images, image_id, load_image
 
 QUERY_DIR = "queries"
 REFERENCE_DIR = "references"
@@ -293,6 +293,49 @@ def make_bench(
     load = functools.partial(_load, max_side=max_side)
     render = functools.partial(_render_bench_query, max_side=max_side)
     _write(Path(out), references, queries, render, BENCH_CATEGORY_COLUMNS, load, seed, progress)
+
+
+def planned_calibration_files(out: Path, n_queries: int) -> list[Path]:
+    """The query files :func:`make_calibration` writes under ``out``."""
+    return planned_files(out, 0, n_queries)["queries"]
+
+
+def make_calibration(
+    references: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    n_queries: int,
+    families: Sequence[str] | None = None,
+    max_side: int | None = 1024,
+    seed: int = 0,
+    progress: bool = True,
+) -> None:
+    """Labelled copies of the user's own references, to fit the merge on without user labels.
+
+    Each query edits a reference drawn at random with one family of
+    :data:`d2lv.edits.FAMILIES` (each family equally often), pasting onto another
+    reference where the family needs a backdrop. ``ground_truth.csv`` names the source
+    by its image id (the file stem), so every other candidate of the query is a labelled
+    negative. The layout is a benchmark's with no ``references/`` images.
+
+    Raises:
+        ValueError: fewer than two references, or ``n_queries < 1``.
+    """
+    paths = [Path(p) for p in references]
+    if len(paths) < 2 or n_queries < 1:
+        raise ValueError(
+            f"a calibration set needs at least 2 references and 1 query, got {len(paths)} and {n_queries}; "
+            "with so few references use `merge.mode: sum`"
+        )
+    rng = _rng(seed, 0)
+    sources = rng.choice(len(paths), size=n_queries, replace=n_queries > len(paths))
+    chosen = tuple(FAMILIES) if families is None else tuple(families)
+    queries = []
+    for s, family in zip(sources, _balanced(chosen, n_queries, rng)):
+        background = paths[(s + 1 + int(rng.integers(len(paths) - 1))) % len(paths)]
+        queries.append(_BenchQuery(paths[s], "copy", family, reference_id=image_id(paths[s]), background=background))
+    render = functools.partial(_render_bench_query, max_side=max_side)
+    _write(Path(out), [], queries, render, BENCH_CATEGORY_COLUMNS, functools.partial(_load, max_side=max_side),
+           seed, progress)
 
 
 def _collect_images(folders: Sequence[str | os.PathLike]) -> list[Path]:

@@ -80,12 +80,16 @@ def unique_positions(q_idx: np.ndarray, r_idx: np.ndarray, q_points: np.ndarray,
     return q_idx[kept], r_idx[kept]
 
 
-def count_inliers(src: np.ndarray, dst: np.ndarray, geometry: str, threshold: float) -> int:
-    """Matches consistent with one transform from query to reference (MAGSAC++/RANSAC)."""
+def inlier_mask(src: np.ndarray, dst: np.ndarray, geometry: str, threshold: float) -> np.ndarray:
+    """Which matches agree on one transform from query to reference (MAGSAC++/RANSAC).
+
+    Without geometry every match counts; a degenerate or missing model keeps none.
+    """
     if geometry == "none":
-        return len(src)
+        return np.ones(len(src), bool)
+    none = np.zeros(len(src), bool)
     if len(src) < MIN_POINTS[geometry]:
-        return 0
+        return none
     src, dst = src.astype(np.float32), dst.astype(np.float32)
     if geometry == "homography":
         model, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, threshold, maxIters=2000, confidence=0.999)
@@ -93,8 +97,8 @@ def count_inliers(src: np.ndarray, dst: np.ndarray, geometry: str, threshold: fl
         model, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
                                            maxIters=2000, confidence=0.999)
     if model is None or mask is None or not _plausible(model):
-        return 0
-    return int(mask.sum())
+        return none
+    return mask.ravel().astype(bool)
 
 
 def _plausible(model: np.ndarray) -> bool:
@@ -103,25 +107,58 @@ def _plausible(model: np.ndarray) -> bool:
     return 1e-3 < abs(det) < 1e3
 
 
-def _score_orientation(query: ImageFeatures, keypoints: np.ndarray, descriptors: np.ndarray,
-                       threshold: float, params: VerifyParams) -> tuple[int, int]:
+@dataclass(frozen=True)
+class PairMatches:
+    """The ratio-test correspondences of a pair that survive de-duplication, and which are inliers.
+
+    Points are ``[n, 2]`` x, y in each image's own pixels, as in the feature store (original
+    pixels; see :func:`d2lv.sift.extract`). When the mirrored pass wins, the reference points are
+    still those of the unmirrored reference, so they can be drawn on the reference as it is.
+    """
+
+    query_points: np.ndarray
+    reference_points: np.ndarray
+    inliers: np.ndarray  # bool [n]
+    flipped: bool
+
+    @property
+    def n_matches(self) -> int:
+        return len(self.inliers)
+
+    @property
+    def n_inliers(self) -> int:
+        return int(self.inliers.sum())
+
+
+def _match_orientation(query: ImageFeatures, keypoints: np.ndarray, descriptors: np.ndarray,
+                       threshold: float, params: VerifyParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Matched (query, reference) keypoint indices and their inlier mask against one orientation."""
     q_idx, r_idx = ratio_matches(query.descriptors, descriptors, params.ratio)
     q_idx, r_idx = unique_positions(q_idx, r_idx, query.keypoints, keypoints)
-    inliers = count_inliers(query.keypoints[q_idx, :2], keypoints[r_idx, :2], params.geometry, threshold)
-    return len(q_idx), inliers
+    mask = inlier_mask(query.keypoints[q_idx, :2], keypoints[r_idx, :2], params.geometry, threshold)
+    return q_idx, r_idx, mask
+
+
+def match_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams) -> PairMatches:
+    """The correspondences of one pair; the better of the plain and mirrored passes wins (more inliers,
+    then more matches)."""
+    scale = max(1.0, min(reference.width, reference.height) / params.short_side)
+    threshold = params.ransac_threshold * scale
+    q_idx, r_idx, mask = _match_orientation(query, reference.keypoints, reference.descriptors, threshold, params)
+    flipped = False
+    if params.mirrored:
+        keypoints, descriptors = mirror(reference.keypoints, reference.descriptors, reference.width)
+        m_q, m_r, m_mask = _match_orientation(query, keypoints, descriptors, threshold, params)
+        if (int(m_mask.sum()), len(m_mask)) > (int(mask.sum()), len(mask)):
+            q_idx, r_idx, mask, flipped = m_q, m_r, m_mask, True
+    # mirror() keeps the keypoint order, so the indices address the unmirrored reference as well.
+    return PairMatches(query.keypoints[q_idx, :2], reference.keypoints[r_idx, :2], mask, flipped)
 
 
 def verify_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams) -> PairScore:
     """Score one (query, reference) pair; the better of the plain and mirrored passes wins."""
-    scale = max(1.0, min(reference.width, reference.height) / params.short_side)
-    threshold = params.ransac_threshold * scale
-    best = (*_score_orientation(query, reference.keypoints, reference.descriptors, threshold, params), False)
-    if params.mirrored:
-        keypoints, descriptors = mirror(reference.keypoints, reference.descriptors, reference.width)
-        flipped = (*_score_orientation(query, keypoints, descriptors, threshold, params), True)
-        if (flipped[1], flipped[0]) > (best[1], best[0]):
-            best = flipped
-    return PairScore(*best)
+    matches = match_pair(query, reference, params)
+    return PairScore(matches.n_matches, matches.n_inliers, matches.flipped)
 
 
 def pair_score(score: PairScore, geometry: str) -> float:

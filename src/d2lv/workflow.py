@@ -39,6 +39,12 @@ def shard_plan(folder: str | os.PathLike, set_name: str, shard_size: int,
     return {name: [str(p) for p in paths] for name, paths in plan.items()}
 
 
+def calibration_plan(folder: str | os.PathLike, n_queries: int, shard_size: int) -> dict[str, list[str]]:
+    """Shards of the calibration set that :func:`d2lv.datasets.make_calibration` will write in ``folder``."""
+    plan = plan_shards(datasets.planned_calibration_files(Path(folder), n_queries), shard_size)
+    return {name: [str(p) for p in paths] for name, paths in plan.items()}
+
+
 def _demo_file(config: dict, filename: str) -> str | None:
     """A file of the demo set, when the queries are the demo's."""
     demo_dir = config.get("demo_dir")
@@ -69,8 +75,13 @@ def repository_root() -> Path:
 
 
 def snakemake_command(target: str, cores: str | int, extra_config: list[str] | None = None,
-                      **config: object) -> list[str]:
-    """The Snakemake command line that builds ``target`` with the given config keys."""
+                      configfiles: list[str] | None = None, **config: object) -> list[str]:
+    """The Snakemake command line that builds ``target`` with the given config keys.
+
+    ``configfiles`` are layered over config.yaml first (nested keys are set there), then
+    ``config`` and ``extra_config`` (``KEY=VALUE``) override top-level keys.
+    """
     pairs = [f"{key}={value}" for key, value in config.items()] + list(extra_config or [])
+    files = [str(Path(f).resolve()) for f in configfiles or []]
     return [sys.executable, "-m", "snakemake", "-s", str(repository_root() / "Snakefile"), target,
-            "--cores", str(cores), "--config", *pairs]
+            "--cores", str(cores), *(["--configfile", *files] if files else []), "--config", *pairs]

@@ -1,0 +1,62 @@
+DETECTOR = DETECT["weights"] or f"{WORK}/detect/detector.pt"
+
+
+rule train_detector:
+    """A YOLOv5u copy-region detector trained on pastes, screenshots and memes made from the references."""
+    input:
+        lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
+            : DETECT["train_shards"]
+        ],
+    output:
+        f"{WORK}/detect/detector.pt",
+    log:
+        f"{LOGS}/train_detector.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_detector.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        work_dir=f"{WORK}/detect/training",
+        images=DETECT["train_images"],
+        epochs=DETECT["train_epochs"],
+        batch_size=DETECT["train_batch_size"],
+        image_size=DETECT["image_size"],
+        device=DETECT["device"],
+    shell:
+        "d2lv train-detector --quiet {input} -o {output} --work-dir {params.work_dir} --images {params.images}"
+        " --epochs {params.epochs} --batch {params.batch_size} --image-size {params.image_size}"
+        " --device {params.device} --workers {threads} 2> {log}"
+
+
+rule detect:
+    """The copy region of each query of a shard: a box table, and the crops for the crop branch."""
+    input:
+        manifest=f"{WORK}/manifests/{{qset}}/{{shard}}.parquet",
+        weights=DETECTOR,
+    output:
+        boxes=f"{WORK}/detect/{{qset}}/boxes/{{shard}}.parquet",
+        crops=f"{WORK}/manifests/{{qset}}_crops/{{shard}}.parquet",
+        crops_dir=directory(f"{WORK}/detect/{{qset}}/crops/{{shard}}"),
+    log:
+        f"{LOGS}/detect/{{qset}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/detect/{{qset}}/{{shard}}.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    resources:
+        gpu=1,
+    params:
+        confidence=DETECT["confidence"],
+        max_area=DETECT["max_area"],
+        max_aspect=DETECT["max_aspect"],
+        image_size=DETECT["image_size"],
+        device=DETECT["device"],
+        config_dir=f"{WORK}/detect/ultralytics-config",
+    shell:
+        "d2lv detect --quiet {input.manifest} --weights {input.weights} -o {output.boxes}"
+        " --crops-manifest {output.crops} --crops-dir {output.crops_dir} --confidence {params.confidence}"
+        " --max-area {params.max_area} --max-aspect {params.max_aspect} --image-size {params.image_size}"
+        " --device {params.device} --config-dir {params.config_dir} 2> {log}"

@@ -1,0 +1,164 @@
+"""Merging the branches into one score per (query, reference) pair.
+
+Two modes:
+
+* ``sum``, the original method's: the verified match counts of every query
+  view added up (the global similarity, below 1, only breaks ties).
+* ``calibrated``: a logistic regression over every branch's features, fitted
+  on labelled pairs that the pipeline made itself (:func:`d2lv.datasets.
+  make_calibration` edits the user's own references; each edit's source is
+  its positive, every other candidate a negative). Its output is a
+  probability, so scores of different queries are comparable, which micro-AP
+  (one ranking of all pairs) needs.
+
+The fitted model is a small JSON file: the feature names, their
+standardisation and the coefficients, readable and diffable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+MODES = ("sum", "calibrated")
+VIEWS = ("local", "local_crop")
+MODEL_VERSION = 1
+
+
+def _column(pairs: pd.DataFrame, name: str, fill: float = 0.0) -> np.ndarray:
+    """A numeric column as float64, ``fill`` where the pair lacks it (or the column is absent)."""
+    if name not in pairs:
+        return np.full(len(pairs), fill)
+    return pd.to_numeric(pairs[name], errors="coerce").fillna(fill).to_numpy(np.float64)
+
+
+def _present(pairs: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in pairs:
+        return np.zeros(len(pairs))
+    return pairs[name].notna().to_numpy(np.float64)
+
+
+def sum_score(pairs: pd.DataFrame) -> np.ndarray:
+    """The original method's merge: the sum of verified counts over query views.
+
+    The count is each view's ``score`` (inliers, or plain matches when verification
+    runs without geometry); the global similarity, below 1, only breaks ties.
+    """
+    score = sum(_column(pairs, f"verify_{view}_score") for view in VIEWS)
+    return score + 0.999 * np.clip(_column(pairs, "global_similarity"), 0.0, None)
+
+
+def design_matrix(pairs: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """Feature names and the ``(n_pairs, n_features)`` matrix the calibrated merge uses.
+
+    Counts enter as ``log1p`` (evidence grows slower than counts); a branch that did
+    not propose the pair contributes zeros plus a 0/1 "proposed" indicator.
+    """
+    inliers = {v: _column(pairs, f"verify_{v}_n_inliers") for v in VIEWS}
+    matches = {v: _column(pairs, f"verify_{v}_n_matches") for v in VIEWS}
+    best_inliers = np.maximum(inliers["local"], inliers["local_crop"])
+    best_matches = np.maximum(matches["local"], matches["local_crop"])
+    features = {
+        "log_inliers_local": np.log1p(inliers["local"]),
+        "log_inliers_crop": np.log1p(inliers["local_crop"]),
+        "log_inliers_best": np.log1p(best_inliers),
+        "log_matches_local": np.log1p(matches["local"]),
+        "log_matches_crop": np.log1p(matches["local_crop"]),
+        "inlier_fraction_best": best_inliers / np.maximum(best_matches, 1.0),
+        "log_votes_local": np.log1p(_column(pairs, "local_votes")),
+        "log_votes_crop": np.log1p(_column(pairs, "crop_votes")),
+        "proposed_local": _present(pairs, "local_votes"),
+        "proposed_crop": _present(pairs, "crop_votes"),
+        "proposed_global": _present(pairs, "global_similarity"),
+        "global_similarity": _column(pairs, "global_similarity"),
+        "has_crop": _column(pairs, "has_crop"),
+    }
+    return list(features), np.column_stack(list(features.values())) if len(pairs) else np.zeros((0, len(features)))
+
+
+@dataclass(frozen=True)
+class CalibratedMerge:
+    """A fitted logistic regression over :func:`design_matrix` features."""
+
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    n_positive: int
+    n_negative: int
+    version: int = MODEL_VERSION
+
+    def logit(self, pairs: pd.DataFrame) -> np.ndarray:
+        names, x = design_matrix(pairs)
+        if names != self.features:
+            raise ValueError(
+                f"the merge model was fitted on features {self.features}, this d2lv computes {names}; "
+                "refit it (delete the model file and rerun)"
+            )
+        return ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef) + self.intercept
+
+    def probability(self, pairs: pd.DataFrame) -> np.ndarray:
+        """P(copy | features), under the calibration set's share of copies."""
+        return 1.0 / (1.0 + np.exp(-self.logit(pairs)))
+
+
+def label_pairs(pairs: pd.DataFrame, ground_truth: pd.DataFrame) -> np.ndarray:
+    """1 where (query, reference) is a ground-truth copy, else 0."""
+    truth = set(zip(ground_truth.query_id, ground_truth.reference_id))
+    return np.fromiter(((q, r) in truth for q, r in zip(pairs.query_id, pairs.reference_id)), bool, len(pairs))
+
+
+def fit_calibrated(pairs: pd.DataFrame, labels: np.ndarray, regularisation: float = 1.0) -> CalibratedMerge:
+    """Fit the calibrated merge on labelled candidate pairs.
+
+    Raises:
+        ValueError: the pairs hold no positive or no negative (the calibration set
+            recalled none of its sources, or nothing else).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    n_positive, n_negative = int(labels.sum()), int((~labels).sum())
+    if n_positive < 2 or n_negative < 2:
+        raise ValueError(
+            f"cannot fit the calibrated merge on {n_positive} positive and {n_negative} negative pairs; "
+            "raise merge.calibration_queries, or use merge.mode: sum"
+        )
+    names, x = design_matrix(pairs)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=regularisation, max_iter=1000)
+    model.fit((x - mean) / scale, labels)
+    return CalibratedMerge(names, mean.tolist(), scale.tolist(), model.coef_[0].tolist(),
+                           float(model.intercept_[0]), n_positive, n_negative)
+
+
+def save_model(model: CalibratedMerge, path: str | os.PathLike, **extra: object) -> None:
+    """Write ``model`` as JSON; ``extra`` keys (e.g. calibration metrics) are stored alongside."""
+    with open(path, "w") as f:
+        json.dump({**asdict(model), **extra}, f, indent=2)
+        f.write("\n")
+
+
+def load_model(path: str | os.PathLike) -> CalibratedMerge:
+    with open(path) as f:
+        data = json.load(f)
+    if data.get("version") != MODEL_VERSION:
+        raise ValueError(f"{path}: merge model version {data.get('version')}, expected {MODEL_VERSION}; refit it")
+    fields = CalibratedMerge.__dataclass_fields__
+    return CalibratedMerge(**{k: v for k, v in data.items() if k in fields})
+
+
+def merge_scores(pairs: pd.DataFrame, mode: str, model: CalibratedMerge | None = None) -> np.ndarray:
+    """The final score of every pair under ``mode``."""
+    if mode == "sum":
+        return sum_score(pairs)
+    if mode == "calibrated":
+        if model is None:
+            raise ValueError("merge.mode calibrated needs a fitted model (d2lv fit-merge)")
+        return model.probability(pairs)
+    raise ValueError(f"unknown merge mode {mode!r}; expected one of {MODES}")
