@@ -37,6 +37,14 @@ def coffee() -> np.ndarray:
     return _readonly(data.coffee())
 
 
+def save_photos(folder: Path, names: tuple[str, ...]) -> list[Path]:
+    """scikit-image photos ``names`` as JPEG files in ``folder``."""
+    paths = [folder / f"{name}.jpg" for name in names]
+    for name, path in zip(names, paths):
+        Image.fromarray(getattr(data, name)()).save(path, quality=90)
+    return paths
+
+
 BENCH_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry",
                 "camera", "coins", "brick", "gravel", "grass")
 #: Photos cut into fake UKBench groups: four crops of one photo = four photos of one object.

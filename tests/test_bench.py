@@ -53,17 +53,22 @@ def test_evaluate_systems_ratios_against_the_baseline():
 @pytest.mark.slow
 def test_bench_run_on_a_tiny_benchmark(tmp_path, tiny_bench):
     out = tmp_path / "out"
+    small = tmp_path / "small.yaml"  # a detector and a calibration set small enough for a test
+    small.write_text("detect: {train_images: 24, train_epochs: 1}\nmerge: {calibration_queries: 24}\n")
     subprocess.run([sys.executable, "-m", "d2lv.cli", "bench", "run", str(tiny_bench), "-o", str(out),
-                    "--cores", "2", "--config", "shard_size=20"], check=True, capture_output=True)
+                    "--cores", "2", "--configfile", str(small), "--config", "shard_size=20"],
+                   check=True, capture_output=True)
     report = (out / "bench" / "report.md").read_text()
     table = pd.read_parquet(out / "bench" / "results.parquet").set_index("system")
+    full = "d2lv full (calibrated merge)"
     assert set(table.index) == {"PDQ", "CNN global (ImageNet GeM)", "d2lv local votes (recall only)",
-                                "d2lv local branch", "d2lv global branch", "d2lv full"}
-    assert table.loc["d2lv full", "micro_ap"] > table.loc["PDQ", "micro_ap"]
+                                "d2lv local branch", "d2lv crop branch", "d2lv global branch", "d2lv sum merge",
+                                full}
+    assert table.loc[full, "micro_ap"] > table.loc["PDQ", "micro_ap"]
     assert table.loc["PDQ", "time_vs_pdq"] == pytest.approx(1.0)
     assert (table.seconds_per_image > 0).all() and (table.bytes_per_reference > 0).all()
     assert any(c.startswith("recall_at_1[") for c in table.columns)
     for name in ("pr_curves.png", "recall_per_family.png"):
         with Image.open(out / "bench" / name) as image:
             assert image.size[0] > 300
-    assert "| d2lv full |" in report and "![precision-recall](pr_curves.png)" in report
+    assert f"| {full} |" in report and "![precision-recall](pr_curves.png)" in report

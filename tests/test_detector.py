@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import save_photos
 from PIL import Image
-from skimage import data
 
 from d2lv import cli, detector, manifest, tables
 from d2lv.images import ImageError, load_image
@@ -25,12 +25,7 @@ DOWNLOADERS = ("safe_download", "attempt_download_asset", "download")
 @pytest.fixture(scope="module")
 def reference_paths(tmp_path_factory) -> list[Path]:
     """Six real photos as JPEG files."""
-    folder = tmp_path_factory.mktemp("references")
-    paths = []
-    for name in PHOTOS:
-        paths.append(folder / f"{name}.jpg")
-        Image.fromarray(getattr(data, name)()).save(paths[-1], quality=90)
-    return paths
+    return save_photos(tmp_path_factory.mktemp("references"), PHOTOS)
 
 
 @pytest.fixture(scope="module")

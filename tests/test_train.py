@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import save_photos
 from PIL import Image
-from skimage import data
 
 from d2lv import global_descriptors as gd
 from d2lv import manifest, tables, train
@@ -21,12 +21,7 @@ DIM = 64
 @pytest.fixture(scope="module")
 def reference_paths(tmp_path_factory) -> list[Path]:
     """Eight real photos as JPEG files."""
-    folder = tmp_path_factory.mktemp("references")
-    paths = []
-    for name in PHOTOS:
-        paths.append(folder / f"{name}.jpg")
-        Image.fromarray(getattr(data, name)()).save(paths[-1], quality=90)
-    return paths
+    return save_photos(tmp_path_factory.mktemp("references"), PHOTOS)
 
 
 def run(paths: list[Path], out: Path, **kwargs: object) -> train.TrainResult:

@@ -356,6 +356,16 @@ def _set_threads(threads: int) -> None:
         faiss.omp_set_num_threads(threads)
 
 
+def _add_verify_params(p: argparse.ArgumentParser) -> None:
+    """The matching and geometry options of ``d2lv verify`` (report-figures redraws with the same)."""
+    p.add_argument("--ratio", type=float, default=0.745, help="Lowe ratio: keep a match if d1 < ratio * d2")
+    p.add_argument("--no-mirror", action="store_true", help="skip the mirrored (left-right flipped) pass")
+    p.add_argument("--geometry", choices=["homography", "affine", "none"], default="homography",
+                   help="transform fitted with MAGSAC++/RANSAC; none counts every ratio-test match")
+    p.add_argument("--ransac-threshold", type=float, default=4.0, help="inlier threshold in pixels at the "
+                   "SIFT extraction scale")
+
+
 def _add_merge_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local", required=True, nargs="+", help="local-branch candidates .parquet")
     p.add_argument("--crop", nargs="*", default=[], help="cropped-query local-branch candidates .parquet")
@@ -422,12 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--references", required=True, nargs="+", help="reference feature stores .h5")
     p.add_argument("-o", "--out", required=True, help="scores .parquet")
     p.add_argument("--branch", default="local", help="branch name written to the score table")
-    p.add_argument("--ratio", type=float, default=0.745, help="Lowe ratio: keep a match if d1 < ratio * d2")
-    p.add_argument("--no-mirror", action="store_true", help="skip the mirrored (left-right flipped) pass")
-    p.add_argument("--geometry", choices=["homography", "affine", "none"], default="homography",
-                   help="transform fitted with MAGSAC++/RANSAC; none scores plain match counts")
-    p.add_argument("--ransac-threshold", type=float, default=4.0, help="inlier threshold in pixels at the "
-                   "SIFT extraction scale")
+    _add_verify_params(p)
     p.add_argument("--short-side", type=int, default=300, help="the extraction short side (scales the threshold)")
 
     p = _add(sub, "select", _select, "gather per-shard pairs into each query's final candidates")
@@ -570,12 +575,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boxes", nargs="*", default=[], help="detector boxes .parquet (the local_crop view)")
     p.add_argument("--short-side", type=int, default=300, help="SIFT: downscale so the short side is at most this")
     p.add_argument("--max-keypoints", type=int, default=600, help="SIFT: keep the strongest keypoints")
-    p.add_argument("--ratio", type=float, default=0.745, help="Lowe ratio: keep a match if d1 < ratio * d2")
-    p.add_argument("--no-mirror", action="store_true", help="skip the mirrored (left-right flipped) pass")
-    p.add_argument("--geometry", choices=["homography", "affine", "none"], default="homography",
-                   help="transform fitted with MAGSAC++/RANSAC; none draws every match as an inlier")
-    p.add_argument("--ransac-threshold", type=float, default=4.0, help="inlier threshold in pixels at the "
-                   "SIFT extraction scale")
+    _add_verify_params(p)
     p.add_argument("--top", type=int, default=8, help="draw the N best-scored pairs")
     p.add_argument("--near-threshold", type=int, default=8, help="draw the N pairs scored nearest the threshold "
                    "at precision 0.9 (without ground truth: the median best score)")

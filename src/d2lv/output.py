@@ -41,6 +41,10 @@ def pair_features(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFrame,
     verified.columns = [f"verify_{view}_{feature}" for feature, view in verified.columns]
     pairs = pairs.join(verified, how="inner") if len(pairs) else pairs
     pairs = pairs.reset_index()
+    for column in [f"{b}_{f}" for b, fs in RECALL_FEATURES.items() for f in fs] + [
+            f"verify_{view}_{f}" for view in merge.VIEWS for f in VERIFY_FEATURES]:
+        if column not in pairs:  # a branch or view with no pair at all (e.g. no query was cropped)
+            pairs[column] = pd.Series(dtype="boolean" if column.endswith("_flipped") else "float64")
     pairs["has_crop"] = pairs.query_id.isin(set(cropped))
     return pairs
 
