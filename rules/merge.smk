@@ -8,6 +8,7 @@ rule make_calibration:
         images=[path for shard in PLANS["calibration"].values() for path in shard] if CALIBRATED else [],
         ground_truth=f"{CALIBRATION_DIR}/ground_truth.csv",
         categories=f"{CALIBRATION_DIR}/categories.csv",
+        backdrops=f"{CALIBRATION_DIR}/backdrops.csv",
     log:
         f"{LOGS}/make_calibration.log",
     benchmark:
@@ -28,6 +29,7 @@ rule fit_merge:
     input:
         **merge_inputs("calibration") if CALIBRATED else {},
         ground_truth=f"{CALIBRATION_DIR}/ground_truth.csv",
+        backdrops=f"{CALIBRATION_DIR}/backdrops.csv",
     output:
         f"{WORK}/merge/model.json",
     log:
@@ -40,5 +42,5 @@ rule fit_merge:
         regularisation=MERGE["regularisation"],
     shell:
         "d2lv fit-merge --local {input.local} --crop {input.crop} --global {input.global_} --scores {input.scores}"
-        " --boxes {input.boxes} --ground-truth {input.ground_truth} --regularisation {params.regularisation}"
-        " -o {output} 2> {log}"
+        " --boxes {input.boxes} --ground-truth {input.ground_truth} --ignore {input.backdrops}"
+        " --regularisation {params.regularisation} -o {output} 2> {log}"

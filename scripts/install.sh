@@ -14,13 +14,5 @@ python="${PYTHON:-python3}"
 target="${1:-.[test]}"
 
 "$python" -m pip install -e "$target"
-version="$("$python" -c 'import importlib.metadata as m; print(m.version("opencv-contrib-python-headless"))')"
-"$python" -m pip uninstall -y opencv-python opencv-python-headless opencv-contrib-python
-"$python" -m pip install --force-reinstall --no-deps "opencv-contrib-python-headless==$version"
-if ! "$python" -c "import cv2; cv2.xfeatures2d; cv2.SIFT_create()"; then
-  echo "install.sh: OpenCV lacks SIFT (cv2.xfeatures2d) even after reinstalling" \
-    "opencv-contrib-python-headless==$version; run '$python -m pip list | grep -i opencv' and uninstall" \
-    "every opencv package but that one, then rerun this script" >&2
-  exit 1
-fi
-echo "install.sh: d2lv installed; OpenCV $version (contrib, headless) with SIFT" >&2
+PYTHON="$python" bash scripts/fix_opencv.sh
+echo "install.sh: d2lv installed, with OpenCV contrib (headless) for SIFT" >&2

@@ -40,7 +40,7 @@ def calibrated_run(references, tmp_path_factory) -> Path:
     assert run("select", "--quiet", "--pairs", work / "pairs.parquet", "-o", work / "candidates.parquet") == 0
     inputs = ["--local", work / "candidates.parquet", "--scores", work / "scores.parquet"]
     assert run("fit-merge", *inputs, "--ground-truth", work / "cal" / "ground_truth.csv",
-               "-o", work / "model.json") == 0
+               "--ignore", work / "cal" / "backdrops.csv", "-o", work / "model.json") == 0
     for mode in merge.MODES:
         assert run("matches", "--quiet", *inputs, "--mode", mode, "--model", work / "model.json",
                    "-o", work / f"{mode}.csv", "--parquet", work / f"{mode}.parquet") == 0
@@ -55,6 +55,11 @@ def test_calibration_copies_name_their_source_and_cover_every_family(references,
     assert len(truth) == 22 and set(truth.reference_id) <= {image_id(p) for p in paths}
     categories = pd.read_csv(tmp_path / "a" / "categories.csv", dtype=str)
     assert categories.recipe.value_counts().to_dict() == dict.fromkeys(datasets.FAMILIES, 2)
+    # A copy pasted onto (or framed by) another reference names that backdrop, never its own source.
+    backdrops = pd.read_csv(tmp_path / "a" / "backdrops.csv", dtype=str).merge(truth, on="query_id")
+    placed = categories[categories.recipe.isin(["paste", "padding", "combo"])]
+    assert set(backdrops.query_id) == set(placed.query_id)
+    assert (backdrops.reference_id_x != backdrops.reference_id_y).all()
     files = datasets.planned_calibration_files(tmp_path / "a", 22)
     assert all(f.exists() for f in files)
     assert [f.read_bytes() for f in files] == [(tmp_path / "b" / "queries" / f.name).read_bytes() for f in files]
@@ -77,6 +82,11 @@ def test_sum_mode_adds_every_view_and_breaks_ties_by_global_similarity():
 def test_fitted_model_ranks_copies_first_and_scores_are_probabilities(calibrated_run):
     model = json.loads((calibrated_run / "model.json").read_text())
     assert model["n_positive"] >= 25 and model["n_negative"] > model["n_positive"]
+    backdrops = pd.read_csv(calibrated_run / "cal" / "backdrops.csv", dtype=str)
+    candidates = pd.read_parquet(calibrated_run / "sum.parquet")
+    left_out = merge.label_pairs(candidates, backdrops).sum()
+    assert left_out > 0  # backdrops are found, and are neither positives nor negatives of the fit
+    assert model["n_positive"] + model["n_negative"] == len(candidates) - left_out
     assert model["features"] == merge.design_matrix(pd.DataFrame())[0]
     assert model["calibration_metrics"]["calibrated"]["micro_ap"] >= 0.85
 

@@ -87,7 +87,7 @@ def test_demo_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     workdir_with_config(tmp_path, ratio="0.7")  # every query view of both query sets is verified again
     assert planned_jobs(work) == {"local_verify": 4, "fit_merge": 1, "matches": 1, "metrics": 1,
                                   "report_figures": 1, "all": 1}
-    workdir_with_config(tmp_path, ratio="0.7", regularisation="0.5")  # refitting reruns only the merge
+    workdir_with_config(tmp_path, regularisation="0.5")  # refitting reruns only the merge
     assert planned_jobs(work) == {"fit_merge": 1, "matches": 1, "metrics": 1, "report_figures": 1, "all": 1}
 
 

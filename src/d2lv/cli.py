@@ -122,6 +122,8 @@ def _fit_merge(args: argparse.Namespace) -> None:
     candidates, scores, cropped = _merge_inputs(args)
     pairs = output.pair_features(candidates, scores, cropped)
     ground_truth = metrics.read_ground_truth(args.ground_truth)
+    if args.ignore:  # pairs that are neither copies nor clean negatives (a calibration copy's backdrop)
+        pairs = pairs[~merge.label_pairs(pairs, metrics.read_ground_truth(args.ignore))].reset_index(drop=True)
     model = merge.fit_calibrated(pairs, merge.label_pairs(pairs, ground_truth), args.regularisation)
     fit = {}
     for mode in merge.MODES:
@@ -523,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
              "fit the calibrated merge on a calibration set's candidates (see make-calibration)")
     _add_merge_inputs(p)
     p.add_argument("--ground-truth", required=True, help="the calibration set's ground_truth.csv")
+    p.add_argument("--ignore", help="CSV query_id,reference_id of pairs to leave out of the fit (the calibration "
+                   "set's backdrops.csv: references a copy was pasted onto)")
     p.add_argument("--regularisation", type=float, default=1.0, help="inverse L2 strength (scikit-learn's C)")
     p.add_argument("-o", "--out", required=True, help="merge model .json")
 

@@ -45,6 +45,8 @@ QUERY_DIR = "queries"
 REFERENCE_DIR = "references"
 GROUND_TRUTH_FILE = "ground_truth.csv"
 CATEGORIES_FILE = "categories.csv"
+#: Calibration sets: the reference each query was pasted onto or framed with, if any.
+BACKDROPS_FILE = "backdrops.csv"
 JPEG_QUALITY = 90
 
 #: Real photographs shipped in ``skimage.data`` (synthetic, binary, near-duplicate
@@ -315,11 +317,25 @@ def make_calibration(
     :data:`d2lv.edits.FAMILIES` (each family equally often), pasting onto another
     reference where the family needs a backdrop. ``ground_truth.csv`` names the source
     by its image id (the file stem), so every other candidate of the query is a labelled
-    negative. The layout is a benchmark's with no ``references/`` images.
+    negative, except the query's backdrop: a reference too, so partly copied, it is listed
+    in ``backdrops.csv`` for the fit to leave out. The layout is a benchmark's with no
+    ``references/`` images.
 
     Raises:
         ValueError: fewer than two references, or ``n_queries < 1``.
     """
+    queries = plan_calibration(references, n_queries, families, seed)
+    render = functools.partial(_render_bench_query, max_side=max_side)
+    _write(Path(out), [], queries, render, BENCH_CATEGORY_COLUMNS, functools.partial(_load, max_side=max_side),
+           seed, progress)
+    _write_csv(Path(out) / BACKDROPS_FILE, ["query_id", "reference_id"],
+               [(_query_id(i), image_id(q.background)) for i, q in enumerate(queries) if q.family in _BACKDROP_USERS])
+
+
+def plan_calibration(
+    references: Sequence[str | os.PathLike], n_queries: int, families: Sequence[str] | None = None, seed: int = 0
+) -> list[_BenchQuery]:
+    """The queries :func:`make_calibration` renders: source, family and backdrop of each, in id order."""
     paths = [Path(p) for p in references]
     if len(paths) < 2 or n_queries < 1:
         raise ValueError(
@@ -333,9 +349,7 @@ def make_calibration(
     for s, family in zip(sources, _balanced(chosen, n_queries, rng)):
         background = paths[(s + 1 + int(rng.integers(len(paths) - 1))) % len(paths)]
         queries.append(_BenchQuery(paths[s], "copy", family, reference_id=image_id(paths[s]), background=background))
-    render = functools.partial(_render_bench_query, max_side=max_side)
-    _write(Path(out), [], queries, render, BENCH_CATEGORY_COLUMNS, functools.partial(_load, max_side=max_side),
-           seed, progress)
+    return queries
 
 
 def _collect_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
