@@ -13,10 +13,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from d2lv import __version__
+
+if TYPE_CHECKING:
+    from d2lv.verify import VerifyParams
 
 Handler = Callable[[argparse.Namespace], None]
 
@@ -73,8 +77,7 @@ def _local_recall(args: argparse.Namespace) -> None:
 def _verify(args: argparse.Namespace) -> None:
     from d2lv import store, tables, verify
 
-    params = verify.VerifyParams(ratio=args.ratio, mirrored=not args.no_mirror, geometry=args.geometry,
-                                 ransac_threshold=args.ransac_threshold, short_side=args.short_side)
+    params = _verify_params(args)
     pairs = tables.read_pair_keys(args.pairs)
     scores = verify.verify_pairs(pairs, store.FeatureStore(args.queries), store.FeatureStore(args.references),
                                  params, args.branch, progress=not args.quiet)
@@ -138,7 +141,7 @@ def _fit_merge(args: argparse.Namespace) -> None:
 def _make_calibration(args: argparse.Namespace) -> None:
     from d2lv import datasets, manifest
 
-    references = pd.concat([manifest.read_manifest(p) for p in args.manifests], ignore_index=True)
+    references = manifest.read_manifests(args.manifests)
     datasets.make_calibration(list(references.path), Path(args.out), args.queries, seed=args.seed,
                               progress=not args.quiet)
 
@@ -303,12 +306,11 @@ def _bench_run(args: argparse.Namespace) -> None:
 
 
 def _report_figures(args: argparse.Namespace) -> None:
-    from d2lv import report, verify
+    from d2lv import report
 
     inputs = report.read_inputs(args.matches, args.queries_manifests, args.references_manifests, args.boxes,
                                 args.ground_truth, args.categories, args.max_results_per_query)
-    params = verify.VerifyParams(ratio=args.ratio, mirrored=not args.no_mirror, geometry=args.geometry,
-                                 ransac_threshold=args.ransac_threshold, short_side=args.short_side)
+    params = _verify_params(args)
     report.write_report_figures(inputs, args.out, report.SiftParams(args.short_side, args.max_keypoints), params,
                                 top=args.top, near=args.near_threshold, progress=not args.quiet)
 
@@ -316,7 +318,7 @@ def _report_figures(args: argparse.Namespace) -> None:
 def _train_detector(args: argparse.Namespace) -> None:
     from d2lv import detector, manifest
 
-    references = pd.concat([manifest.read_manifest(m) for m in args.manifests], ignore_index=True)
+    references = manifest.read_manifests(args.manifests)
     if references.empty:
         raise ValueError(f"no usable reference images in {' '.join(args.manifests)}: nothing to train on")
     work_dir = Path(args.work_dir)
@@ -366,6 +368,14 @@ def _add_verify_params(p: argparse.ArgumentParser) -> None:
                    help="transform fitted with MAGSAC++/RANSAC; none counts every ratio-test match")
     p.add_argument("--ransac-threshold", type=float, default=4.0, help="inlier threshold in pixels at the "
                    "SIFT extraction scale")
+
+
+def _verify_params(args: argparse.Namespace) -> VerifyParams:
+    """The options of :func:`_add_verify_params` (and ``--short-side``) as verification parameters."""
+    from d2lv import verify
+
+    return verify.VerifyParams(ratio=args.ratio, mirrored=not args.no_mirror, geometry=args.geometry,
+                               ransac_threshold=args.ransac_threshold, short_side=args.short_side)
 
 
 def _add_merge_inputs(p: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from d2lv import pdq
 from d2lv.edits import FAMILIES, RECIPES, Edited, apply_family, random_edit
-from d2lv.images import ImageError, find_images, image_id, load_image
+from d2lv.images import ImageError, find_images, image_id, load_image, shrink_long_side
 
 QUERY_DIR = "queries"
 REFERENCE_DIR = "references"
@@ -554,10 +554,7 @@ def _load_rgb(path: Path) -> np.ndarray:
 def _load(path: Path, max_side: int | None = None) -> Image.Image:
     """The photo at ``path`` as RGB, its long side shrunk to ``max_side`` if longer."""
     img = Image.fromarray(_load_rgb(path))
-    if max_side is not None and max(img.size) > max_side:
-        scale = max_side / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
-    return img
+    return img if max_side is None else shrink_long_side(img, max_side)
 
 
 def _write(

@@ -33,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from d2lv import edits, tables
-from d2lv.images import ImageError, load_image
+from d2lv.images import ImageError, load_image, shrink_long_side
 
 CLASS_NAME = "copy region"
 #: Ultralytics' bundled YOLOv5u architecture, nano scale; built from scratch (no pretrained weights).
@@ -116,14 +116,6 @@ def ultralytics_device(device: str) -> str:
 
 
 # --- training set -------------------------------------------------------------------------
-
-
-def _fit_long_side(img: Image.Image, max_side: int) -> Image.Image:
-    """``img`` shrunk so that its long side is at most ``max_side``."""
-    factor = max_side / max(img.size)
-    if factor >= 1:
-        return img
-    return img.resize((max(1, round(img.width * factor)), max(1, round(img.height * factor))), Image.LANCZOS)
 
 
 def _gradient(size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
@@ -237,7 +229,7 @@ def synthesise_training_set(
     for i in tqdm(range(n_images), desc="detector training set", unit="img", disable=not progress):
         rng = np.random.default_rng([seed, i])
         edited = synthesise_example(reference_paths, kinds[i], rng, max_side)
-        image = _fit_long_side(edited.image, max_side)
+        image = shrink_long_side(edited.image, max_side)
         split = "val" if is_val[i] else "train"
         image.save(out / "images" / split / f"{i:06d}.jpg", quality=95)
         label = "" if edited.box is None else yolo_label(edited.box, edited.image.size)
@@ -256,7 +248,7 @@ def synthesise_example(
     References are first shrunk to a long side of at most ``max_side``."""
 
     def load(j: int) -> Image.Image:
-        return _fit_long_side(Image.fromarray(load_image(reference_paths[j])), max_side)
+        return shrink_long_side(Image.fromarray(load_image(reference_paths[j])), max_side)
 
     index = int(rng.integers(len(reference_paths)))
     photo = load(index)

@@ -110,5 +110,17 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
 def load_gray(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Load an image as an ``HxW`` uint8 luminance array, upright."""
-    rgb = load_image(path, max_pixels)
+    return to_gray(load_image(path, max_pixels))
+
+
+def shrink_long_side(img: Image.Image, max_side: int) -> Image.Image:
+    """``img`` resized (Lanczos, aspect kept) so that its long side is at most ``max_side``."""
+    scale = max_side / max(img.size)
+    if scale >= 1:
+        return img
+    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
+
+
+def to_gray(rgb: np.ndarray) -> np.ndarray:
+    """The ``HxW`` uint8 luminance of an ``HxWx3`` RGB array (Pillow's ITU-R 601-2 weights)."""
     return np.asarray(Image.fromarray(rgb).convert("L"))

@@ -91,5 +91,10 @@ def shard_paths(root: str | os.PathLike, shard: int, n_shards: int) -> list[Path
 
 
 def read_manifest(path: str | os.PathLike, usable_only: bool = True) -> pd.DataFrame:
-    frame = tables.read_tables([path], tables.MANIFEST)
+    return read_manifests([path], usable_only)
+
+
+def read_manifests(paths: Sequence[str | os.PathLike], usable_only: bool = True) -> pd.DataFrame:
+    """Several manifests as one table, in order; only the usable images unless ``usable_only`` is False."""
+    frame = tables.read_tables(paths, tables.MANIFEST)
     return frame[frame.status == "ok"].reset_index(drop=True) if usable_only else frame

@@ -27,7 +27,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from d2lv import bench, images, metrics, sift, tables, verify
+from d2lv import bench, images, manifest, metrics, sift, tables, verify
 from d2lv.store import ImageFeatures
 
 VIEWS = ("local", "local_crop")  # query views verified by the pipeline: whole image, detected copy region
@@ -95,8 +95,7 @@ def read_inputs(matches: str | os.PathLike, queries_manifests: Sequence[str | os
 
 
 def _usable_paths(manifests: Sequence[str | os.PathLike]) -> dict[str, str]:
-    frame = tables.read_tables(manifests, tables.MANIFEST)
-    frame = frame[frame.status == "ok"]
+    frame = manifest.read_manifests(manifests)
     return dict(zip(frame.id, frame.path))
 
 
@@ -255,17 +254,12 @@ def correspondences(query_rgb: np.ndarray, reference_rgb: np.ndarray, crop: tupl
                     sift_params: SiftParams, params: verify.VerifyParams) -> verify.PairMatches:
     """Recompute a pair's matches; with ``crop``, from that region of the query, in full-query pixels."""
     x0, y0 = (crop[0], crop[1]) if crop else (0, 0)
-    query_gray = _gray(query_rgb)
+    query_gray = images.to_gray(query_rgb)
     if crop:
         query_gray = query_gray[crop[1]:crop[3], crop[0]:crop[2]]
-    found = verify.match_pair(_features(query_gray, sift_params), _features(_gray(reference_rgb), sift_params),
+    found = verify.match_pair(_features(query_gray, sift_params), _features(images.to_gray(reference_rgb), sift_params),
                               params)
     return replace(found, query_points=found.query_points + np.array([x0, y0], np.float32))
-
-
-def _gray(rgb: np.ndarray) -> np.ndarray:
-    # The luminance d2lv.images.load_gray gives, without decoding the file twice.
-    return np.asarray(Image.fromarray(rgb).convert("L"))
 
 
 def _features(gray: np.ndarray, sift_params: SiftParams) -> ImageFeatures:

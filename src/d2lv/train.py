@@ -43,7 +43,7 @@ from tqdm import tqdm
 from d2lv import edits
 from d2lv import global_descriptors as gd
 from d2lv.images import DEFAULT_MAX_PIXELS, load_image
-from d2lv.manifest import read_manifest
+from d2lv.manifest import read_manifests
 
 DEFAULT_DIM = 256
 #: SSCD's InfoNCE temperature and KoLeo weight (Pizzi et al., CVPR 2022).
@@ -195,7 +195,7 @@ def koleo(embeddings: torch.Tensor, instances: torch.Tensor, eps: float = 1e-6) 
 
 def manifest_paths(manifests: Iterable[str | os.PathLike]) -> list[Path]:
     """The usable images of manifest files, in order."""
-    return [Path(p) for manifest in manifests for p in read_manifest(manifest).path]
+    return [Path(p) for p in read_manifests(list(manifests)).path]
 
 
 def freeze_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
