@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from d2lv import local, metrics, store
-from d2lv.sift import dequantize
+from d2lv.evaluation import metrics
+from d2lv.local import recall as local
+from d2lv.local import store
+from d2lv.local.sift import dequantize
 
 
 def main() -> None:

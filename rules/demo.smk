@@ -1,4 +1,4 @@
-from d2lv import datasets as d2lv_datasets
+from d2lv.synth import datasets as d2lv_datasets
 
 
 rule demo:

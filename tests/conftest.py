@@ -10,7 +10,7 @@ import skimage.data
 from PIL import Image
 from skimage import data
 
-from d2lv import datasets
+from d2lv.synth import datasets
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from d2lv import bench
+from d2lv.bench import systems as bench
 
 
 def test_stage_timings_sum_jobs_and_keep_peak_memory(tmp_path):

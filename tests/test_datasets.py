@@ -8,9 +8,9 @@ import skimage.data
 from conftest import UKBENCH_PHOTOS
 from PIL import Image
 
-from d2lv import datasets
-from d2lv.edits import FAMILIES, RECIPES
-from d2lv.images import ImageError, find_images, load_image
+from d2lv.io.images import ImageError, find_images, load_image
+from d2lv.synth import datasets
+from d2lv.synth.edits import FAMILIES, RECIPES
 
 BSDS500 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bsds500"
 

@@ -14,8 +14,10 @@ import yaml
 from conftest import save_photos
 from PIL import Image
 
-from d2lv import cli, detector, manifest, tables
-from d2lv.images import ImageError, load_image
+from d2lv import cli
+from d2lv.detect import detector
+from d2lv.io import manifest, tables
+from d2lv.io.images import ImageError, load_image
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina")
 SIZE = 128

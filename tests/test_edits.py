@@ -6,7 +6,7 @@ import pytest
 import skimage.data
 from PIL import Image, ImageFont
 
-from d2lv import edits
+from d2lv.synth import edits
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from d2lv import background, whitening
-from d2lv import global_descriptors as gd
+from d2lv.descriptor import background, whitening
+from d2lv.descriptor import core as gd
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
           "camera", "coins", "moon", "brick", "grass")

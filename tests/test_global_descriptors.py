@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 from skimage import data
 
-from d2lv import global_descriptors as gd
-from d2lv import tables
+from d2lv.descriptor import core as gd
+from d2lv.io import tables
 
 
 def jpeg(rgb: np.ndarray, quality: int = 50) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d2lv.images import ImageError, find_images, load_gray, load_image
+from d2lv.io.images import ImageError, find_images, load_gray, load_image
 
 EXIF_ORIENTATION = 0x0112
 

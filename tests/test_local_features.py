@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from skimage import data
 
-from d2lv import local, sift, store, verify
+from d2lv.local import recall as local
+from d2lv.local import sift, store, verify
 
 
 def gray(rgb: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from d2lv import tables
-from d2lv.manifest import (
+from d2lv.io import tables
+from d2lv.io.manifest import (
     DuplicateIdError,
     build_manifest,
     check_unique_ids,
@@ -159,7 +159,7 @@ def test_shard_of_is_deterministic_and_in_range():
 def test_shard_of_is_stable_across_processes():
     # Python's hash() of a str changes per process; a shard must not.
     keys = ["img_0000", "Q00001", "R987654", "ünïcödé"]
-    code = f"from d2lv.manifest import shard_of; print([shard_of(k, 13) for k in {keys!r}])"
+    code = f"from d2lv.io.manifest import shard_of; print([shard_of(k, 13) for k in {keys!r}])"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == str([shard_of(k, 13) for k in keys])

@@ -9,9 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from d2lv import datasets, merge, metrics, output, tables
 from d2lv.cli import main
-from d2lv.images import image_id
+from d2lv.evaluation import metrics
+from d2lv.fusion import features as output
+from d2lv.fusion import merge
+from d2lv.io import tables
+from d2lv.io.images import image_id
+from d2lv.synth import datasets
 
 
 @pytest.fixture(scope="module")

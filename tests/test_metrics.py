@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from d2lv.metrics import (
+from d2lv.evaluation.metrics import (
     Metrics,
     evaluate,
     micro_average_precision,

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from d2lv import pdq, tables
+from d2lv.bench import pdq
+from d2lv.io import tables
 
 #: ThreatExchange's usual PDQ match threshold.
 MATCH_DISTANCE = 31

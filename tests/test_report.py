@@ -11,7 +11,12 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from d2lv import cli, edits, metrics, report, sift, store, tables, verify
+from d2lv import cli
+from d2lv.evaluation import metrics
+from d2lv.io import tables
+from d2lv.local import sift, store, verify
+from d2lv.report import figures as report
+from d2lv.synth import edits
 
 GROUND_TRUTH = {"q_crop": "astronaut", "q_mirror": "coffee", "q_paste": "chelsea", "q_other": ""}
 #: query, reference, score, local inliers/matches, local_crop inliers/matches (None: view absent)

@@ -10,8 +10,9 @@ import torch
 from conftest import save_photos
 from PIL import Image
 
-from d2lv import global_descriptors as gd
-from d2lv import manifest, tables, train
+from d2lv.descriptor import core as gd
+from d2lv.descriptor import train
+from d2lv.io import manifest, tables
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina", "hubble_deep_field", "cat")
 SIZE = 64

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import skimage.data
 
-from d2lv import datasets
+from d2lv.synth import datasets
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

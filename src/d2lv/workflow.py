@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from d2lv import datasets
-from d2lv.images import find_images
-from d2lv.manifest import plan_shards
+from d2lv.io.images import find_images
+from d2lv.io.manifest import plan_shards
+from d2lv.synth import datasets
 
 
 def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -40,7 +40,7 @@ def shard_plan(folder: str | os.PathLike, set_name: str, shard_size: int,
 
 
 def calibration_plan(folder: str | os.PathLike, n_queries: int, shard_size: int) -> dict[str, list[str]]:
-    """Shards of the calibration set that :func:`d2lv.datasets.make_calibration` will write in ``folder``."""
+    """Shards of the calibration set that :func:`d2lv.synth.datasets.make_calibration` will write in ``folder``."""
     plan = plan_shards(datasets.planned_calibration_files(Path(folder), n_queries), shard_size)
     return {name: [str(p) for p in paths] for name, paths in plan.items()}
 

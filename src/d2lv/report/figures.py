@@ -7,7 +7,7 @@ best-scored ones and those nearest the operating point (the score threshold at
 precision 0.9), where the interesting mistakes are.
 
 Correspondences are recomputed from the images with the pipeline's own SIFT and
-verification code (:func:`d2lv.verify.match_pair`), for the query view that
+verification code (:func:`d2lv.local.verify.match_pair`), for the query view that
 produced more inliers: the whole query (``local``) or the copy region the
 detector cropped from it (``local_crop``).
 """
@@ -27,8 +27,11 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from d2lv import bench, images, manifest, metrics, sift, tables, verify
-from d2lv.store import ImageFeatures
+from d2lv.bench import systems as bench
+from d2lv.evaluation import metrics
+from d2lv.io import images, manifest, tables
+from d2lv.local import sift, verify
+from d2lv.local.store import ImageFeatures
 
 VIEWS = ("local", "local_crop")  # query views verified by the pipeline: whole image, detected copy region
 PANEL_HEIGHT = 360  # both images of a pair are scaled to this height

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from d2lv import tables
-from d2lv.store import FeatureStore
+from d2lv.io import tables
+from d2lv.local.store import FeatureStore
 
 
 def collect(set_name: str, manifests: Sequence[str | os.PathLike], stores: Sequence[str | os.PathLike],

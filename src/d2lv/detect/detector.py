@@ -8,7 +8,7 @@ over every query and matches the crop of its box as one more view of the query.
 Here the detector is Ultralytics' YOLOv5u (``yolov5nu.yaml``), trained from scratch on
 a set synthesised from the user's references themselves (:func:`synthesise_training_set`):
 positives put a reference inside a larger picture with the placing edit families of
-:mod:`d2lv.edits`, whose exact box becomes the label; negatives are references that fill
+:mod:`d2lv.synth.edits`, whose exact box becomes the label; negatives are references that fill
 the frame, unedited or with full-frame edits, and carry no box.
 
 Ultralytics is imported only through :func:`offline_ultralytics`, which makes it work
@@ -32,15 +32,16 @@ import pyarrow as pa
 from PIL import Image
 from tqdm import tqdm
 
-from d2lv import edits, tables
-from d2lv.images import ImageError, load_image, shrink_long_side
+from d2lv.io import tables
+from d2lv.io.images import ImageError, load_image, shrink_long_side
+from d2lv.synth import edits
 
 CLASS_NAME = "copy region"
 #: Ultralytics' bundled YOLOv5u architecture, nano scale; built from scratch (no pretrained weights).
 MODEL_CONFIG = "yolov5nu.yaml"
 #: Where a photo is put inside a larger picture, with the share of positives each gets. ``canvas``
 #: is :func:`paste_on_canvas` (15-70% of the area, on a photo or a plain or gradient canvas); the
-#: others are :func:`d2lv.edits.apply_family` families that report the photo's box.
+#: others are :func:`d2lv.synth.edits.apply_family` families that report the photo's box.
 POSITIVE_KINDS: dict[str, float] = {"canvas": 0.4, "paste": 0.15, "padding": 0.15, "screenshot": 0.15, "meme": 0.15}
 #: Edits after which the photo still fills the frame: a negative, with no box. ``none``: unedited.
 NEGATIVE_KINDS: tuple[str, ...] = ("none", "mild", "crop", "filters", "text", "emoji")
@@ -71,7 +72,7 @@ def offline_ultralytics(config_dir: str | os.PathLike, quiet: bool = False) -> t
     streamed anywhere. Torch keeps its thread count (Ultralytics would cap it at one), and
     ``PIL.Image.open`` stays Pillow's own: Ultralytics replaces it process-wide with one
     that, given a file that is no image, tries to install a HEIF plugin and raises
-    ModuleNotFoundError, which :func:`d2lv.images.load_image` would not report as ImageError.
+    ModuleNotFoundError, which :func:`d2lv.io.images.load_image` would not report as ImageError.
     Dataset checks look for the plotting font ``Arial.ttf`` in the config folder and probe
     its download URL when it is missing; matplotlib's DejaVu Sans is put there under that
     name (labels are never drawn: training passes ``plots=False``).
@@ -110,7 +111,7 @@ def _provide_font(target: Path) -> None:
 def ultralytics_device(device: str) -> str:
     """``auto``: the first CUDA device when there is one, else ``cpu``; CUDA asked for but
     missing falls back to the CPU with a warning."""
-    from d2lv.global_descriptors import resolve_device
+    from d2lv.descriptor.core import resolve_device
 
     return str(resolve_device(device))
 
@@ -373,14 +374,14 @@ def detect(
     """Find the copy region of every image of a manifest (columns ``id``, ``path``) and crop it.
 
     Boxes are chosen with :func:`choose_box`, in the pixels of the image as
-    :func:`d2lv.images.load_image` gives it (EXIF orientation applied); each kept box is
+    :func:`d2lv.io.images.load_image` gives it (EXIF orientation applied); each kept box is
     cropped to the lossless ``crops_dir/<id>.png`` (a stale crop of an image without a box
     is removed). An unreadable image gets no box. Ultralytics' settings live in
     ``config_dir`` (default: ``ultralytics-config`` next to ``crops_dir``).
 
     Returns:
-        The boxes (schema :data:`d2lv.tables.BOXES`, one row per image) and the manifest of
-        the crops (schema :data:`d2lv.tables.MANIFEST`, ids of the images they come from).
+        The boxes (schema :data:`d2lv.io.tables.BOXES`, one row per image) and the manifest of
+        the crops (schema :data:`d2lv.io.tables.MANIFEST`, ids of the images they come from).
 
     Raises:
         FileNotFoundError: ``weights`` does not exist.

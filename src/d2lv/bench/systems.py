@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from d2lv import metrics
+from d2lv.evaluation import metrics
 
 
 @dataclass(frozen=True)

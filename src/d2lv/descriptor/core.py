@@ -17,7 +17,7 @@ Other weights, chosen by the ``global.backbone`` / ``global.checkpoint`` config 
   of the reference implementation (Microsoft's, EsViT's self-supervised teacher),
   converted by :func:`convert_swin_state_dict`; transformer token maps are
   average-pooled (GeM p=1) by default, as EsViT pools them;
-* a checkpoint written by :mod:`d2lv.train` (:func:`save_trained`): backbone, GeM
+* a checkpoint written by :mod:`d2lv.descriptor.train` (:func:`save_trained`): backbone, GeM
   and a learnt linear projection to ``dim`` dimensions, with its preprocessing;
 * backbone :data:`TORCHSCRIPT`: a TorchScript model that maps a normalised batch
   to descriptors itself (e.g. SSCD's ``sscd_disc_mixup.torchscript.pt``).
@@ -56,8 +56,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from d2lv import tables
-from d2lv.images import DEFAULT_MAX_PIXELS, load_image
+from d2lv.io import tables
+from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DEFAULT_IMAGE_SIZE = 224
@@ -583,7 +583,7 @@ class DescriptorModel:
 
         ``batch_size`` None: :data:`CPU_BATCH_SIZE` or :data:`CUDA_BATCH_SIZE`. ``workers``
         threads load and resize the next images while the model runs. Unreadable files
-        raise :class:`d2lv.images.ImageError`; pass manifest-approved paths.
+        raise :class:`d2lv.io.images.ImageError`; pass manifest-approved paths.
         """
         images = list(images)  # a pandas Series would index by label
         if batch_size is None:
@@ -699,7 +699,7 @@ def combine_isc(out: str | os.PathLike, query_shards: Iterable[str | os.PathLike
 def search(query_ids: Sequence[str], query: np.ndarray, reference_ids: Sequence[str], reference: np.ndarray,
            topk: int = 20, batch_size: int = 16_384, progress: bool = True) -> pd.DataFrame:
     """The ``topk`` most similar references of every query (exact inner product; the
-    descriptors are unit vectors, so this is cosine similarity). Columns: :data:`d2lv.tables.SIMILARITY_PAIRS`.
+    descriptors are unit vectors, so this is cosine similarity). Columns: :data:`d2lv.io.tables.SIMILARITY_PAIRS`.
 
     For references split over shards, search each shard and :func:`rank_pairs` the concatenation.
     """

@@ -4,7 +4,7 @@ Every branch proposes candidates with its own recall features (local and
 crop: votes and mean descriptor distance; global: cosine similarity); every
 candidate is verified by local matching in each query view. A pair's row
 gathers all of it, one column per branch and feature, so the merge
-(:mod:`d2lv.merge`) sees everything.
+(:mod:`d2lv.fusion.merge`) sees everything.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 
 import pandas as pd
 
-from d2lv import merge
+from d2lv.fusion import merge
 
 ISC_COLUMNS = ["query_id", "reference_id", "score"]
 KEYS = ["query_id", "reference_id"]

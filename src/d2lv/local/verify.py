@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from d2lv import tables
-from d2lv.sift import dequantize, mirror
-from d2lv.store import FeatureStore, ImageFeatures
+from d2lv.io import tables
+from d2lv.local.sift import dequantize, mirror
+from d2lv.local.store import FeatureStore, ImageFeatures
 
 GEOMETRIES = ("homography", "affine", "none")
 MIN_POINTS = {"homography": 4, "affine": 3, "none": 0}
@@ -112,7 +112,7 @@ class PairMatches:
     """The ratio-test correspondences of a pair that survive de-duplication, and which are inliers.
 
     Points are ``[n, 2]`` x, y in each image's own pixels, as in the feature store (original
-    pixels; see :func:`d2lv.sift.extract`). When the mirrored pass wins, the reference points are
+    pixels; see :func:`d2lv.local.sift.extract`). When the mirrored pass wins, the reference points are
     still those of the unmirrored reference, so they can be drawn on the reference as it is.
     """
 

@@ -5,7 +5,7 @@ Two modes:
 * ``sum``, the original method's: the verified match counts of every query
   view added up (the global similarity, below 1, only breaks ties).
 * ``calibrated``: a logistic regression over every branch's features, fitted
-  on labelled pairs that the pipeline made itself (:func:`d2lv.datasets.
+  on labelled pairs that the pipeline made itself (:func:`d2lv.synth.datasets.
   make_calibration` edits the user's own references; each edit's source is
   its positive, every other candidate a negative). Its output is a
   probability, so scores of different queries are comparable, which micro-AP

@@ -20,13 +20,13 @@ import pandas as pd
 from d2lv import __version__
 
 if TYPE_CHECKING:
-    from d2lv.verify import VerifyParams
+    from d2lv.local.verify import VerifyParams
 
 Handler = Callable[[argparse.Namespace], None]
 
 
 def _manifest(args: argparse.Namespace) -> None:
-    from d2lv import manifest, tables
+    from d2lv.io import manifest, tables
 
     paths = manifest.shard_paths(args.root, args.shard, args.num_shards)
     frame = manifest.build_manifest(paths, args.max_pixels, progress=not args.quiet)
@@ -38,7 +38,8 @@ def _manifest(args: argparse.Namespace) -> None:
 def _sift(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from d2lv import images, manifest, sift, store
+    from d2lv.io import images, manifest
+    from d2lv.local import sift, store
 
     usable = manifest.read_manifest(args.manifest)
     features = []
@@ -54,7 +55,8 @@ def _sift(args: argparse.Namespace) -> None:
 def _local_index(args: argparse.Namespace) -> None:
     import faiss
 
-    from d2lv import local, store
+    from d2lv.local import recall as local
+    from d2lv.local import store
 
     _set_threads(args.threads)
     references = store.FeatureStore(args.store)
@@ -64,7 +66,9 @@ def _local_index(args: argparse.Namespace) -> None:
 def _local_recall(args: argparse.Namespace) -> None:
     import faiss
 
-    from d2lv import local, store, tables
+    from d2lv.io import tables
+    from d2lv.local import recall as local
+    from d2lv.local import store
 
     _set_threads(args.threads)
     params = local.RecallParams(knn=args.knn, max_distance=args.max_distance, topk=args.topk,
@@ -75,7 +79,8 @@ def _local_recall(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> None:
-    from d2lv import store, tables, verify
+    from d2lv.io import tables
+    from d2lv.local import store, verify
 
     params = _verify_params(args)
     pairs = tables.read_pair_keys(args.pairs)
@@ -85,7 +90,8 @@ def _verify(args: argparse.Namespace) -> None:
 
 
 def _select(args: argparse.Namespace) -> None:
-    from d2lv import local, tables
+    from d2lv.io import tables
+    from d2lv.local import recall as local
 
     rule = local.SingleCandidateRule(args.single_min_votes, args.single_min_votes_alone,
                                      args.single_max_distance)
@@ -95,7 +101,7 @@ def _select(args: argparse.Namespace) -> None:
 
 def _merge_inputs(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, set[str]]:
     """Candidates per branch, verification scores, and the ids of cropped queries (matches, fit-merge)."""
-    from d2lv import tables
+    from d2lv.io import tables
 
     candidates = {"local": tables.read_tables(args.local, tables.PAIRS)}
     if args.crop:
@@ -107,7 +113,8 @@ def _merge_inputs(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], pd
 
 
 def _matches(args: argparse.Namespace) -> None:
-    from d2lv import merge, output
+    from d2lv.fusion import features as output
+    from d2lv.fusion import merge
 
     candidates, scores, cropped = _merge_inputs(args)
     model = merge.load_model(args.model) if args.model else None
@@ -120,7 +127,9 @@ def _matches(args: argparse.Namespace) -> None:
 
 
 def _fit_merge(args: argparse.Namespace) -> None:
-    from d2lv import merge, metrics, output
+    from d2lv.evaluation import metrics
+    from d2lv.fusion import features as output
+    from d2lv.fusion import merge
 
     candidates, scores, cropped = _merge_inputs(args)
     pairs = output.pair_features(candidates, scores, cropped)
@@ -139,7 +148,8 @@ def _fit_merge(args: argparse.Namespace) -> None:
 
 
 def _make_calibration(args: argparse.Namespace) -> None:
-    from d2lv import datasets, manifest
+    from d2lv.io import manifest
+    from d2lv.synth import datasets
 
     references = manifest.read_manifests(args.manifests)
     datasets.make_calibration(list(references.path), Path(args.out), args.queries, seed=args.seed,
@@ -147,7 +157,7 @@ def _make_calibration(args: argparse.Namespace) -> None:
 
 
 def _skipped(args: argparse.Namespace) -> None:
-    from d2lv import skipped
+    from d2lv.report import skipped
 
     frames = [skipped.collect(name, getattr(args, f"{name}_manifests"), getattr(args, f"{name}_features"),
                               args.min_keypoints) for name in ("queries", "references")]
@@ -155,7 +165,8 @@ def _skipped(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from d2lv import metrics, output
+    from d2lv.evaluation import metrics
+    from d2lv.fusion import features as output
 
     result = metrics.evaluate(output.read_isc_csv(args.matches), metrics.read_ground_truth(args.ground_truth))
     text = json.dumps(result.to_dict(), indent=2)
@@ -163,20 +174,21 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from d2lv import datasets
+    from d2lv.synth import datasets
 
     datasets.make_demo(Path(args.out), seed=args.seed)
 
 
 def _make_devset(args: argparse.Namespace) -> None:
-    from d2lv import datasets
+    from d2lv.synth import datasets
 
     datasets.make_devset(Path(args.source), Path(args.out), n_references=args.references,
                          n_copies=args.copies, n_noncopies=args.noncopies, seed=args.seed)
 
 
 def _global_extract(args: argparse.Namespace) -> None:
-    from d2lv import global_descriptors, manifest
+    from d2lv.descriptor import core as global_descriptors
+    from d2lv.io import manifest
 
     usable = manifest.read_manifest(args.manifest)
     if args.crops:
@@ -190,7 +202,7 @@ def _global_extract(args: argparse.Namespace) -> None:
 
 
 def _train_descriptor(args: argparse.Namespace) -> None:
-    from d2lv import train
+    from d2lv.descriptor import train
 
     result = train.train_descriptor(
         train.manifest_paths(args.manifests), Path(args.out), backbone=args.backbone,
@@ -203,7 +215,8 @@ def _train_descriptor(args: argparse.Namespace) -> None:
 
 
 def _global_whitening(args: argparse.Namespace) -> None:
-    from d2lv import global_descriptors, whitening
+    from d2lv.descriptor import core as global_descriptors
+    from d2lv.descriptor import whitening
 
     _, vectors = global_descriptors.read_descriptors(args.references, "reference")
     fitted = whitening.fit_whitening(vectors, args.dim, args.shrinkage)
@@ -211,8 +224,9 @@ def _global_whitening(args: argparse.Namespace) -> None:
 
 
 def _global_search(args: argparse.Namespace) -> None:
-    from d2lv import background, tables, whitening
-    from d2lv import global_descriptors as gd
+    from d2lv.descriptor import background, whitening
+    from d2lv.descriptor import core as gd
+    from d2lv.io import tables
 
     query_ids, queries = gd.read_descriptors(args.queries, "query")
     reference_ids, references = gd.read_descriptors(args.references, "reference")
@@ -229,21 +243,23 @@ def _global_search(args: argparse.Namespace) -> None:
 
 
 def _global_select(args: argparse.Namespace) -> None:
-    from d2lv import global_descriptors, tables
+    from d2lv.descriptor import core as global_descriptors
+    from d2lv.io import tables
 
     pairs = tables.read_tables(args.pairs, tables.SIMILARITY_PAIRS)
     tables.write_table(global_descriptors.rank_pairs(pairs, args.topk), args.out, tables.SIMILARITY_PAIRS)
 
 
 def _global_export(args: argparse.Namespace) -> None:
-    from d2lv import global_descriptors, whitening
+    from d2lv.descriptor import core as global_descriptors
+    from d2lv.descriptor import whitening
 
     fitted = whitening.read_whitening(args.whitening)
     global_descriptors.combine_isc(args.out, args.queries, args.references, transform=fitted.apply)
 
 
 def _bench_make(args: argparse.Namespace) -> None:
-    from d2lv import datasets
+    from d2lv.synth import datasets
 
     datasets.make_bench([Path(s) for s in args.sources], Path(args.out), n_references=args.references,
                         n_copies=args.copies, n_noncopies=args.noncopies, n_hard_negatives=args.hard_negatives,
@@ -254,7 +270,8 @@ ISC_SET = {"queries": "query", "calibration": "query", "references": "reference"
 
 
 def _bench_pdq_hash(args: argparse.Namespace) -> None:
-    from d2lv import manifest, pdq
+    from d2lv.bench import pdq
+    from d2lv.io import manifest
 
     hashes = pdq.hash_manifest(manifest.read_manifest(args.manifest), dihedral=args.set == "queries",
                                max_pixels=args.max_pixels, progress=not args.quiet)
@@ -262,7 +279,8 @@ def _bench_pdq_hash(args: argparse.Namespace) -> None:
 
 
 def _bench_pdq_match(args: argparse.Namespace) -> None:
-    from d2lv import pdq, tables
+    from d2lv.bench import pdq
+    from d2lv.io import tables
 
     pairs = pdq.match(pdq.read_hashes(args.queries), pdq.read_hashes(args.references), args.topk,
                       progress=not args.quiet)
@@ -270,7 +288,9 @@ def _bench_pdq_match(args: argparse.Namespace) -> None:
 
 
 def _bench_report(args: argparse.Namespace) -> None:
-    from d2lv import bench, manifest, metrics
+    from d2lv.bench import systems as bench
+    from d2lv.evaluation import metrics
+    from d2lv.io import manifest
 
     names = [name for name, _ in _named(args.system)]
     stages, storage = dict(_named(args.stages)), dict(_named(args.storage))
@@ -306,7 +326,7 @@ def _bench_run(args: argparse.Namespace) -> None:
 
 
 def _report_figures(args: argparse.Namespace) -> None:
-    from d2lv import report
+    from d2lv.report import figures as report
 
     inputs = report.read_inputs(args.matches, args.queries_manifests, args.references_manifests, args.boxes,
                                 args.ground_truth, args.categories, args.max_results_per_query)
@@ -316,7 +336,8 @@ def _report_figures(args: argparse.Namespace) -> None:
 
 
 def _train_detector(args: argparse.Namespace) -> None:
-    from d2lv import detector, manifest
+    from d2lv.detect import detector
+    from d2lv.io import manifest
 
     references = manifest.read_manifests(args.manifests)
     if references.empty:
@@ -331,7 +352,8 @@ def _train_detector(args: argparse.Namespace) -> None:
 
 
 def _detect(args: argparse.Namespace) -> None:
-    from d2lv import detector, manifest, tables
+    from d2lv.detect import detector
+    from d2lv.io import manifest, tables
 
     usable = manifest.read_manifest(args.manifest)
     boxes, crops = detector.detect(usable, args.weights, args.crops_dir, args.confidence, args.max_area,
@@ -372,7 +394,7 @@ def _add_verify_params(p: argparse.ArgumentParser) -> None:
 
 def _verify_params(args: argparse.Namespace) -> VerifyParams:
     """The options of :func:`_add_verify_params` (and ``--short-side``) as verification parameters."""
-    from d2lv import verify
+    from d2lv.local import verify
 
     return verify.VerifyParams(ratio=args.ratio, mirrored=not args.no_mirror, geometry=args.geometry,
                                ransac_threshold=args.ransac_threshold, short_side=args.short_side)

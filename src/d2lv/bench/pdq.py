@@ -33,8 +33,8 @@ import pandas as pd
 import pdqhash
 from tqdm import tqdm
 
-from d2lv import tables
-from d2lv.images import DEFAULT_MAX_PIXELS, load_image
+from d2lv.io import tables
+from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
 
 HASH_BITS = 256
 HASH_BYTES = HASH_BITS // 8
@@ -44,7 +44,7 @@ DIHEDRAL_VARIANTS = ("identity", "rot90", "rot180", "rot270", "flip_ud", "flip_l
 
 BRANCH = "pdq"
 
-#: Parquet schema of :func:`match`'s pairs (not yet in :mod:`d2lv.tables`).
+#: Parquet schema of :func:`match`'s pairs (not yet in :mod:`d2lv.io.tables`).
 ImageSource = str | os.PathLike | np.ndarray
 
 
@@ -111,10 +111,10 @@ def hash_image_dihedral(rgb: np.ndarray) -> tuple[np.ndarray, int]:
 
 def hash_images(ids: Sequence[str], images: Sequence[ImageSource], dihedral: bool = False,
                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True) -> PdqHashes:
-    """Hash images given as paths (loaded with :func:`d2lv.images.load_image`) or RGB arrays.
+    """Hash images given as paths (loaded with :func:`d2lv.io.images.load_image`) or RGB arrays.
 
     ``dihedral=True`` (queries) keeps all eight variants, ``False`` (references) one hash.
-    Unreadable files raise :class:`d2lv.images.ImageError`; pass manifest-approved paths.
+    Unreadable files raise :class:`d2lv.io.images.ImageError`; pass manifest-approved paths.
     """
     if len(ids) != len(images):
         raise ValueError(f"{len(ids)} ids but {len(images)} images")
@@ -131,7 +131,7 @@ def hash_images(ids: Sequence[str], images: Sequence[ImageSource], dihedral: boo
 
 def hash_manifest(manifest: pd.DataFrame, dihedral: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                   progress: bool = True) -> PdqHashes:
-    """Hash the usable images of a manifest (see :func:`d2lv.manifest.read_manifest`)."""
+    """Hash the usable images of a manifest (see :func:`d2lv.io.manifest.read_manifest`)."""
     return hash_images(list(manifest.id), list(manifest.path), dihedral, max_pixels, progress)
 
 
@@ -176,7 +176,7 @@ def match(queries: PdqHashes, references: PdqHashes, topk: int = 20, max_distanc
 
     Pairs farther than ``max_distance`` are dropped; images (either side) whose PDQ quality
     is below ``min_quality`` take no part. Ties in distance are broken by reference id.
-    Columns: :data:`d2lv.tables.PDQ_PAIRS`.
+    Columns: :data:`d2lv.io.tables.PDQ_PAIRS`.
     """
     if topk < 1:
         raise ValueError(f"topk must be at least 1, got {topk}")

@@ -2,7 +2,7 @@
 
 Each step takes ``batch_size`` different reference images and makes two independent
 training copies of each (:func:`make_view`): a random crop keeping 50-100% of the
-area, a copy edit of a random family from :data:`d2lv.edits.FAMILIES` (the edits the
+area, a copy edit of a random family from :data:`d2lv.synth.edits.FAMILIES` (the edits the
 benchmark queries are made with), a resize to the square network input (as
 extraction squashes whole images), a horizontal flip (p=0.5) and a colour jitter
 (p=0.8). The two copies of an image are positives, the other images of the batch
@@ -10,9 +10,9 @@ negatives: InfoNCE over the 2B descriptors (:func:`info_nce`), plus SSCD's KoLeo
 entropy regulariser (:func:`koleo`), which spreads the descriptors of different
 images over the sphere so that more of its volume separates them.
 
-The network is a :class:`d2lv.global_descriptors.PooledDescriptor` (backbone, GeM,
+The network is a :class:`d2lv.descriptor.core.PooledDescriptor` (backbone, GeM,
 linear projection to ``dim``); the checkpoint written by
-:func:`d2lv.global_descriptors.save_trained` is what ``DescriptorModel(backbone,
+:func:`d2lv.descriptor.core.save_trained` is what ``DescriptorModel(backbone,
 checkpoint)`` and the workflow's ``global.checkpoint`` load.
 
 BatchNorm statistics stay frozen (those layers run in eval mode; their affine
@@ -40,10 +40,10 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
-from d2lv import edits
-from d2lv import global_descriptors as gd
-from d2lv.images import DEFAULT_MAX_PIXELS, load_image
-from d2lv.manifest import read_manifests
+from d2lv.descriptor import core as gd
+from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
+from d2lv.io.manifest import read_manifests
+from d2lv.synth import edits
 
 DEFAULT_DIM = 256
 #: SSCD's InfoNCE temperature and KoLeo weight (Pizzi et al., CVPR 2022).
@@ -272,7 +272,7 @@ def train_descriptor(
 ) -> TrainResult:
     """Fine-tune ``backbone`` (weights from ``checkpoint``, default the packaged ones; a checkpoint of
     an earlier run continues it) with a projection to ``dim`` on views of ``reference_paths``, and
-    save the result to ``out`` (:func:`d2lv.global_descriptors.save_trained`).
+    save the result to ``out`` (:func:`d2lv.descriptor.core.save_trained`).
 
     Args:
         steps, batch_size: optimiser steps of ``batch_size`` images (two views each); the batch is

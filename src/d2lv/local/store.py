@@ -7,7 +7,7 @@ ids        str  [n]     image ids
 sizes      int32[n, 2]  original width, height
 offsets    int64[n+1]   image i owns rows ``offsets[i]:offsets[i+1]``
 keypoints  f32  [N, 4]  x, y, size, angle in original-image pixels
-descriptors u8  [N,128] quantised RootSIFT (see :mod:`d2lv.sift`)
+descriptors u8  [N,128] quantised RootSIFT (see :mod:`d2lv.local.sift`)
 ========== ============ ==================================================
 
 Extraction parameters are kept as file attributes.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from d2lv.sift import DESCRIPTOR_DIM
+from d2lv.local.sift import DESCRIPTOR_DIM
 
 
 @dataclass(frozen=True)

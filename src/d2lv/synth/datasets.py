@@ -10,9 +10,9 @@ A benchmark folder holds::
                                  and hard_negative in :func:`make_bench`)
 
 Three builders share this layout: :func:`make_demo` (tiny, from scikit-image's
-photos), :func:`make_devset` (recipes of :data:`d2lv.edits.RECIPES`) and
+photos), :func:`make_devset` (recipes of :data:`d2lv.synth.edits.RECIPES`) and
 :func:`make_bench` (shaped like ISC 2021's DISC21: the edit families of
-:data:`d2lv.edits.FAMILIES`, hard negatives, boxes of pasted copies).
+:data:`d2lv.synth.edits.FAMILIES`, hard negatives, boxes of pasted copies).
 
 Ids are neutral and queries are shuffled, so no file name gives the answer
 away. Everything is drawn from one seed and saved at a fixed JPEG quality:
@@ -37,9 +37,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from d2lv import pdq
-from d2lv.edits import FAMILIES, RECIPES, Edited, apply_family, random_edit
-from d2lv.images import ImageError, find_images, image_id, load_image, shrink_long_side
+from d2lv.bench import pdq
+from d2lv.io.images import ImageError, find_images, image_id, load_image, shrink_long_side
+from d2lv.synth.edits import FAMILIES, RECIPES, Edited, apply_family, random_edit
 
 QUERY_DIR = "queries"
 REFERENCE_DIR = "references"
@@ -250,7 +250,7 @@ def make_bench(
 
     * ``n_references`` photos, long side capped at ``max_side``, make the collection.
     * ``n_copies`` queries each copy a different reference, edited by one family of
-      :data:`d2lv.edits.FAMILIES` (each family equally often).
+      :data:`d2lv.synth.edits.FAMILIES` (each family equally often).
     * ``n_noncopies`` queries are photos outside the references, edited the same way.
     * ``n_hard_negatives`` queries show an object that a reference also shows, in another
       photo (UKBench-style files ``ukbenchNNNNN``, four per object): not copies, edited
@@ -272,7 +272,7 @@ def make_bench(
         sources: a folder, or several, searched recursively.
         n_hard_negatives: None: as many as the sources allow, up to a fifth of
             ``n_noncopies``.
-        families: names from :data:`d2lv.edits.FAMILIES`; None: all of them.
+        families: names from :data:`d2lv.synth.edits.FAMILIES`; None: all of them.
         max_side: cap on the long side of every photo before editing (None: no cap).
 
     Raises:
@@ -314,7 +314,7 @@ def make_calibration(
     """Labelled copies of the user's own references, to fit the merge on without user labels.
 
     Each query edits a reference drawn at random with one family of
-    :data:`d2lv.edits.FAMILIES` (each family equally often), pasting onto another
+    :data:`d2lv.synth.edits.FAMILIES` (each family equally often), pasting onto another
     reference where the family needs a backdrop. ``ground_truth.csv`` names the source
     by its image id (the file stem), so every other candidate of the query is a labelled
     negative, except the query's backdrop: a reference too, so partly copied, it is listed
@@ -364,7 +364,7 @@ def _collect_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
     return found
 
 
-#: Photos whose PDQ hashes (256 bits, :mod:`d2lv.pdq`) differ in at most this many bits are
+#: Photos whose PDQ hashes (256 bits, :mod:`d2lv.bench.pdq`) differ in at most this many bits are
 #: taken for one picture. PDQ's usual matching threshold (31) catches re-encoded, resized and
 #: recoloured copies but not reframed ones: cropping 2% off each side already costs 30-50 bits,
 #: and UKBench's ukbench00823/ukbench00911 (one photo, reframed) are 68 bits apart. Unrelated
@@ -378,13 +378,13 @@ def drop_near_duplicates(
 ) -> list[Path]:
     """``paths`` without the photos that nearly duplicate an earlier one, in order.
 
-    Two photos nearly duplicate each other when their PDQ hashes (:mod:`d2lv.pdq`) differ in
+    Two photos nearly duplicate each other when their PDQ hashes (:mod:`d2lv.bench.pdq`) differ in
     at most ``max_distance`` of 256 bits: the same picture re-encoded, resized, recoloured
     slightly or reframed by a few pixels; not crops or heavier edits. A photo is dropped when
     it nearly duplicates an earlier photo that is kept.
 
     Raises:
-        d2lv.images.ImageError: a file is not a usable image (the message names it).
+        d2lv.io.images.ImageError: a file is not a usable image (the message names it).
     """
     paths = list(paths)
     if len(paths) < 2:
@@ -544,7 +544,7 @@ def _render_bench_query(
 
 
 def _load_rgb(path: Path) -> np.ndarray:
-    """The photo at ``path`` as ``HxWx3`` uint8 RGB (:func:`d2lv.images.load_image`); errors name the file."""
+    """The photo at ``path`` as ``HxWx3`` uint8 RGB (:func:`d2lv.io.images.load_image`); errors name the file."""
     try:
         return load_image(path)
     except ImageError as err:

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from d2lv import tables
-from d2lv.sift import DESCRIPTOR_DIM, dequantize
-from d2lv.store import FeatureStore
+from d2lv.io import tables
+from d2lv.local.sift import DESCRIPTOR_DIM, dequantize
+from d2lv.local.store import FeatureStore
 
 #: Below this many descriptors a shard is searched exactly ("auto" factory).
 EXACT_SEARCH_LIMIT = 50_000

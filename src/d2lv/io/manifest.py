@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from d2lv import tables
-from d2lv.images import DEFAULT_MAX_PIXELS, ImageError, find_images, image_id, load_image
+from d2lv.io import tables
+from d2lv.io.images import DEFAULT_MAX_PIXELS, ImageError, find_images, image_id, load_image
 
 
 class DuplicateIdError(ValueError):
