@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from d2lv.evaluation import metrics
+from d2lv.io import isc
 from d2lv.local import recall as local
 from d2lv.local import store
+from d2lv.local.params import RecallParams
 from d2lv.local.sift import dequantize
 
 
@@ -36,7 +37,7 @@ def main() -> None:
     work = Path(args.results) / "work"
     queries = store.FeatureStore(sorted((work / "features" / "queries").glob("*.h5")))
     references = store.FeatureStore(sorted((work / "features" / "references").glob("*.h5")))
-    params = local.RecallParams(nprobe=args.nprobe)
+    params = RecallParams(nprobe=args.nprobe)
     factory = local.resolve_factory(args.factory, len(references.descriptors))
     if factory == "Flat":
         factory = local.resolve_factory("auto", local.EXACT_SEARCH_LIMIT + 1)
@@ -52,7 +53,7 @@ def main() -> None:
         timings[name] = time.perf_counter() - start
 
     overlap = np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(neighbours["exact"], neighbours["ivf"])])
-    gt = metrics.read_ground_truth(args.ground_truth)
+    gt = isc.read_ground_truth(args.ground_truth)
     positives = gt[gt.reference_id != ""]
     truth = set(zip(positives.query_id, positives.reference_id))
     print(f"{len(references)} references ({len(references.descriptors)} descriptors), {len(queries)} queries "

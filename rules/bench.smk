@@ -4,7 +4,6 @@
 # or simply: d2lv bench run B -o OUT
 
 BENCH = f"{RESULTS}/bench"
-BASELINES = config["bench"]
 
 
 rule bench_pdq_hash:
@@ -20,10 +19,9 @@ rule bench_pdq_hash:
     conda:
         "../envs/d2lv.yaml"
     params:
-        max_pixels=config["max_pixels"],
+        options=d2lv_workflow.flags(config, DecodeParams),
     shell:
-        "d2lv bench pdq-hash --quiet {input} --set {wildcards.set} -o {output}"
-        " --max-pixels {params.max_pixels} 2> {log}"
+        "d2lv bench pdq-hash --quiet {input} --set {wildcards.set} -o {output} {params.options} 2> {log}"
 
 
 rule bench_pdq_match:
@@ -40,10 +38,10 @@ rule bench_pdq_match:
     conda:
         "../envs/d2lv.yaml"
     params:
-        topk=BASELINES["topk"],
+        options=d2lv_workflow.flags(config, BaselineParams),
     shell:
         "d2lv bench pdq-match --quiet --queries {input.queries} --references {input.references}"
-        " -o {output} --topk {params.topk} 2> {log}"
+        " -o {output} {params.options} 2> {log}"
 
 
 rule bench_cnn_extract:
@@ -62,12 +60,10 @@ rule bench_cnn_extract:
     resources:
         gpu=1,
     params:
-        device=BASELINES["device"],
-        image_size=BASELINES["image_size"],
-        max_pixels=config["max_pixels"],
+        options=d2lv_workflow.flags(config, CnnBaselineParams, DecodeParams),
     shell:
-        "d2lv global-extract --quiet {input} --set {wildcards.set} -o {output} --device {params.device}"
-        " --image-size {params.image_size} --threads {threads} --max-pixels {params.max_pixels} 2> {log}"
+        "d2lv global-extract --quiet {input} --set {wildcards.set} -o {output} --threads {threads}"
+        " {params.options} 2> {log}"
 
 
 rule bench_cnn_search:
@@ -84,10 +80,10 @@ rule bench_cnn_search:
     conda:
         "../envs/d2lv.yaml"
     params:
-        topk=BASELINES["topk"],
+        options=d2lv_workflow.flags(config, BaselineParams),
     shell:
         "d2lv global-search --quiet --queries {input.queries} --references {input.references}"
-        " -o {output} --topk {params.topk} 2> {log}"
+        " -o {output} {params.options} 2> {log}"
 
 
 rule bench_report:

@@ -1,6 +1,20 @@
 import shlex
 
 from d2lv import workflow as d2lv_workflow
+from d2lv.bench.params import BaselineParams, CnnBaselineParams
+from d2lv.descriptor.params import (
+    BackboneParams,
+    BackgroundParams,
+    CheckpointParams,
+    SearchParams,
+    TrainParams,
+    WhiteningParams,
+)
+from d2lv.detect.params import BoxParams, DetectorParams, TrainingParams
+from d2lv.fusion.params import CalibrationParams, FitParams, MergeParams, OutputParams
+from d2lv.io.images import DecodeParams
+from d2lv.local.params import CandidateParams, IndexParams, RecallParams, SiftParams, SingleCandidateRule, VerifyParams
+from d2lv.report.params import ReportParams
 
 RESULTS = config["results"]
 WORK = f"{RESULTS}/work"
@@ -100,20 +114,29 @@ def report_systems(wildcards, input):
     local = "manifest,sift,local_index,local_recall/queries,local_candidates/queries"
     crop = "manifest,sift,train_detector,detect/queries,local_index,local_recall/queries_crops"
     glob = "manifest,global_extract,global_whitening,global_search/queries,global_candidates/queries"
-    every = "manifest,sift,local_index,local_recall,local_candidates,local_verify,global_extract,global_whitening"
+    every = "manifest,sift,local_index,local_recall,local_candidates,verify,global_extract,global_whitening"
     every += ",global_search,global_candidates,train_detector,detect,make_calibration,fit_merge,matches"
     index = [*input.local_index, *input.local_features]
     systems = [
         ("PDQ", input.pdq, "manifest,bench_pdq_hash,bench_pdq_match", input.pdq_store),
-        ("CNN global (ImageNet GeM)", f"{input.cnn}#similarity", "manifest,bench_cnn_extract,bench_cnn_search",
-         input.cnn_store),
+        (
+            "CNN global (ImageNet GeM)",
+            f"{input.cnn}#similarity",
+            "manifest,bench_cnn_extract,bench_cnn_search",
+            input.cnn_store,
+        ),
         ("d2lv local votes (recall only)", f"{input.local_candidates}#votes", local, input.local_index),
-        ("d2lv local branch", f"{input.matches}#verify_local_score@local_votes", f"{local},local_verify/queries",
-         index),
+        ("d2lv local branch", f"{input.matches}#verify_local_score@local_votes", f"{local},verify/queries", index),
     ]
     if DETECT_ENABLED:
-        systems.append(("d2lv crop branch", f"{input.matches}#verify_local_crop_score@crop_votes",
-                        f"{crop},local_candidates/queries_crops,local_verify/queries_crops", index))
+        systems.append(
+            (
+                "d2lv crop branch",
+                f"{input.matches}#verify_local_crop_score@crop_votes",
+                f"{crop},local_candidates/queries_crops,verify/queries_crops",
+                index,
+            )
+        )
     if GLOBAL_ENABLED:
         systems.append(("d2lv global branch", f"{input.global_candidates}#similarity", glob, input.global_store))
     stored = [*index, *input.global_store]

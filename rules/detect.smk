@@ -20,15 +20,10 @@ rule train_detector:
         gpu=1,
     params:
         work_dir=f"{WORK}/detect/training",
-        images=DETECT["train_images"],
-        epochs=DETECT["train_epochs"],
-        batch_size=DETECT["train_batch_size"],
-        image_size=DETECT["image_size"],
-        device=DETECT["device"],
+        options=d2lv_workflow.flags(config, TrainingParams, DetectorParams),
     shell:
-        "d2lv train-detector --quiet {input} -o {output} --work-dir {params.work_dir} --images {params.images}"
-        " --epochs {params.epochs} --batch {params.batch_size} --image-size {params.image_size}"
-        " --device {params.device} --workers {threads} 2> {log}"
+        "d2lv train-detector --quiet {input} -o {output} --work-dir {params.work_dir} {params.options}"
+        " --workers {threads} 2> {log}"
 
 
 rule detect:
@@ -49,14 +44,9 @@ rule detect:
     resources:
         gpu=1,
     params:
-        confidence=DETECT["confidence"],
-        max_area=DETECT["max_area"],
-        max_aspect=DETECT["max_aspect"],
-        image_size=DETECT["image_size"],
-        device=DETECT["device"],
+        options=d2lv_workflow.flags(config, BoxParams, DetectorParams),
         config_dir=f"{WORK}/detect/ultralytics-config",
     shell:
         "d2lv detect --quiet {input.manifest} --weights {input.weights} -o {output.boxes}"
-        " --crops-manifest {output.crops} --crops-dir {output.crops_dir} --confidence {params.confidence}"
-        " --max-area {params.max_area} --max-aspect {params.max_aspect} --image-size {params.image_size}"
-        " --device {params.device} --config-dir {params.config_dir} 2> {log}"
+        " --crops-manifest {output.crops} --crops-dir {output.crops_dir} {params.options}"
+        " --config-dir {params.config_dir} 2> {log}"

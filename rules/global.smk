@@ -20,18 +20,9 @@ rule train_descriptor:
     resources:
         gpu=1,
     params:
-        backbone=GLOBAL["backbone"],
-        checkpoint=f"--checkpoint {GLOBAL['checkpoint']}" if GLOBAL["checkpoint"] else "",
-        dim=GLOBAL["dim"],
-        image_size=GLOBAL["image_size"],
-        device=GLOBAL["device"],
-        steps=GLOBAL["train_steps"],
-        batch_size=GLOBAL["train_batch_size"],
-        lr=GLOBAL["train_lr"],
+        options=d2lv_workflow.flags(config, BackboneParams, CheckpointParams, TrainParams),
     shell:
-        "d2lv train-descriptor --quiet {input} -o {output} --backbone {params.backbone} {params.checkpoint}"
-        " --dim {params.dim} --image-size {params.image_size} --device {params.device} --steps {params.steps}"
-        " --batch-size {params.batch_size} --lr {params.lr} --workers {threads} 2> {log}"
+        "d2lv train-descriptor --quiet {input} -o {output} {params.options} --workers {threads} 2> {log}"
 
 
 rule global_extract:
@@ -52,24 +43,19 @@ rule global_extract:
     resources:
         gpu=1,
     params:
-        backbone=GLOBAL["backbone"],
+        options=d2lv_workflow.flags(config, BackboneParams, DecodeParams),
+        # the trained descriptor when global.train, else global.checkpoint (CheckpointParams)
         checkpoint=lambda wildcards, input: f"--checkpoint {input.checkpoint}" if input.checkpoint else "",
         crops=lambda wildcards, input: f"--crops {input.crops}" if input.crops else "",
-        device=GLOBAL["device"],
-        image_size=GLOBAL["image_size"],
-        max_pixels=config["max_pixels"],
     shell:
         "d2lv global-extract --quiet {input.manifest} --set {wildcards.set} {params.crops} -o {output}"
-        " --backbone {params.backbone} {params.checkpoint} --device {params.device}"
-        " --image-size {params.image_size} --threads {threads} --max-pixels {params.max_pixels} 2> {log}"
+        " {params.options} {params.checkpoint} --threads {threads} 2> {log}"
 
 
 rule global_whitening:
     """PCA whitening to `global.dim` dimensions, fitted on the first `global.pca_shards` reference shards."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references")[
-            : GLOBAL["pca_shards"]
-        ],
+        lambda wildcards: shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references")[: GLOBAL["pca_shards"]],
     output:
         f"{WORK}/global/whitening.h5",
     log:
@@ -79,11 +65,9 @@ rule global_whitening:
     conda:
         "../envs/d2lv.yaml"
     params:
-        dim=GLOBAL["dim"],
-        shrinkage=GLOBAL["shrinkage"],
+        options=d2lv_workflow.flags(config, WhiteningParams),
     shell:
-        "d2lv global-whitening --quiet {input} -o {output} --dim {params.dim} --shrinkage {params.shrinkage}"
-        " 2> {log}"
+        "d2lv global-whitening --quiet {input} -o {output} {params.options} 2> {log}"
 
 
 rule global_search:
@@ -92,9 +76,7 @@ rule global_search:
         whitening=f"{WORK}/global/whitening.h5",
         references=f"{WORK}/global/raw/references/{{shard}}.h5",
         queries=lambda wc: shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", wc.qset),
-        background=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "background")
-        if "background" in PLANS
-        else [],
+        background=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "background") if "background" in PLANS else [],
     output:
         f"{WORK}/global/{{qset}}/pairs/{{shard}}.parquet",
     log:
@@ -104,16 +86,15 @@ rule global_search:
     conda:
         "../envs/d2lv.yaml"
     params:
-        topk=GLOBAL["topk"],
+        options=d2lv_workflow.flags(config, SearchParams),
         background=lambda wildcards, input: (
-            f"--background {input.background} --background-k {GLOBAL['background_k']}"
-            f" --background-beta {GLOBAL['background_beta']}"
+            f"--background {input.background} {d2lv_workflow.flags(config, BackgroundParams)}"
             if input.background
             else ""
         ),
     shell:
         "d2lv global-search --quiet --queries {input.queries} --references {input.references}"
-        " --whitening {input.whitening} {params.background} -o {output} --topk {params.topk} 2> {log}"
+        " --whitening {input.whitening} {params.background} -o {output} {params.options} 2> {log}"
 
 
 rule global_candidates:
@@ -129,12 +110,12 @@ rule global_candidates:
     conda:
         "../envs/d2lv.yaml"
     params:
-        topk=GLOBAL["topk"],
+        options=d2lv_workflow.flags(config, SearchParams),
     shell:
-        "d2lv global-select --quiet --pairs {input} -o {output} --topk {params.topk} 2> {log}"
+        "d2lv global-candidates --quiet --pairs {input} -o {output} {params.options} 2> {log}"
 
 
-rule global_descriptors:
+rule global_export:
     """All whitened descriptors in the ISC 2021 descriptor-track h5 layout."""
     input:
         whitening=f"{WORK}/global/whitening.h5",
@@ -143,7 +124,7 @@ rule global_descriptors:
     output:
         f"{RESULTS}/global_descriptors.h5",
     log:
-        f"{LOGS}/global_descriptors.log",
+        f"{LOGS}/global_export.log",
     conda:
         "../envs/d2lv.yaml"
     shell:

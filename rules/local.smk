@@ -10,14 +10,14 @@ rule local_index:
     log:
         f"{LOGS}/local_index/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/local_index/{{shard}}.tsv",
+        f"{RESULTS}/benchmarks/local_index/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
     threads: LOCAL["threads"]
     params:
-        factory=LOCAL["index_factory"],
+        options=d2lv_workflow.flags(config, IndexParams),
     shell:
-        "d2lv local-index --quiet {input} -o {output} --factory {params.factory:q} --threads {threads} 2> {log}"
+        "d2lv local-index --quiet {input} -o {output} {params.options} --threads {threads} 2> {log}"
 
 
 rule local_recall:
@@ -31,24 +31,18 @@ rule local_recall:
     log:
         f"{LOGS}/local_recall/{{view}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/local_recall/{{view}}/{{shard}}.tsv",
+        f"{RESULTS}/benchmarks/local_recall/{{view}}/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
     threads: LOCAL["threads"]
     params:
-        knn=LOCAL["knn"],
-        max_distance=LOCAL["max_distance"],
-        topk=LOCAL["topk"],
-        min_votes=LOCAL["min_votes"],
-        nprobe=LOCAL["nprobe"],
+        options=d2lv_workflow.flags(config, RecallParams),
     shell:
         "d2lv local-recall --quiet --index {input.index} --references {input.references}"
-        " --queries {input.queries} -o {output} --knn {params.knn} --max-distance {params.max_distance}"
-        " --topk {params.topk} --min-votes {params.min_votes} --nprobe {params.nprobe}"
-        " --threads {threads} 2> {log}"
+        " --queries {input.queries} -o {output} {params.options} --threads {threads} 2> {log}"
 
 
-rule local_verify:
+rule verify:
     """Ratio-test matching, mirrored pass and geometric verification of one shard's candidates (all branches),
     in one query view: the whole query (`local`) or its detected copy region (`local_crop`)."""
     input:
@@ -58,22 +52,17 @@ rule local_verify:
     output:
         f"{WORK}/local/{{view}}/scores/{{shard}}.parquet",
     log:
-        f"{LOGS}/local_verify/{{view}}/{{shard}}.log",
+        f"{LOGS}/verify/{{view}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/local_verify/{{view}}/{{shard}}.tsv",
+        f"{RESULTS}/benchmarks/verify/{{view}}/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
     params:
-        ratio=config["verify"]["ratio"],
-        mirror="" if config["verify"]["mirrored"] else "--no-mirror",
-        geometry=config["verify"]["geometry"],
-        ransac_threshold=config["verify"]["ransac_threshold"],
-        short_side=config["sift"]["short_side"],
+        options=d2lv_workflow.flags(config, VerifyParams),
         branch=lambda wc: "local" if wc.view in QUERY_SETS else "local_crop",
     shell:
         "d2lv verify --quiet --pairs {input.pairs} --queries {input.queries} --references {input.references}"
-        " -o {output} --branch {params.branch} --ratio {params.ratio} {params.mirror} --geometry {params.geometry}"
-        " --ransac-threshold {params.ransac_threshold} --short-side {params.short_side} 2> {log}"
+        " -o {output} --branch {params.branch} {params.options} 2> {log}"
 
 
 rule local_candidates:
@@ -85,15 +74,10 @@ rule local_candidates:
     log:
         f"{LOGS}/local_candidates/{{view}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/local_candidates/{{view}}.tsv",
+        f"{RESULTS}/benchmarks/local_candidates/{{view}}.tsv"
     conda:
         "../envs/d2lv.yaml"
     params:
-        topk=LOCAL["topk"],
-        mode=LOCAL["mode"],
-        single=LOCAL["single"],
+        options=d2lv_workflow.flags(config, CandidateParams, SingleCandidateRule),
     shell:
-        "d2lv select --quiet --pairs {input} -o {output} --topk {params.topk} --mode {params.mode}"
-        " --single-min-votes {params.single[min_votes]}"
-        " --single-min-votes-alone {params.single[min_votes_alone]}"
-        " --single-max-distance {params.single[max_mean_distance]} 2> {log}"
+        "d2lv local-candidates --quiet --pairs {input} -o {output} {params.options} 2> {log}"

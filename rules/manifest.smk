@@ -1,7 +1,5 @@
 rule manifest:
     """Decode every image of one shard; record size, or the reason it is unusable."""
-    wildcard_constraints:
-        set="|".join(SET_FOLDERS),
     input:
         shard_images,
     output:
@@ -9,17 +7,19 @@ rule manifest:
     log:
         f"{LOGS}/manifest/{{set}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/manifest/{{set}}/{{shard}}.tsv",
+        f"{RESULTS}/benchmarks/manifest/{{set}}/{{shard}}.tsv"
+    wildcard_constraints:
+        set="|".join(SET_FOLDERS),
     conda:
         "../envs/d2lv.yaml"
     params:
         folder=lambda wc: SET_FOLDERS[wc.set],
         num_shards=lambda wc: len(PLANS[wc.set]),
         shard=lambda wc: int(wc.shard),
-        max_pixels=config["max_pixels"],
+        options=d2lv_workflow.flags(config, DecodeParams),
     shell:
         "d2lv manifest --quiet {params.folder:q} --shard {params.shard} --num-shards {params.num_shards}"
-        " --max-pixels {params.max_pixels} -o {output} 2> {log}"
+        " {params.options} -o {output} 2> {log}"
 
 
 rule sift:
@@ -31,13 +31,10 @@ rule sift:
     log:
         f"{LOGS}/sift/{{set}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/sift/{{set}}/{{shard}}.tsv",
+        f"{RESULTS}/benchmarks/sift/{{set}}/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
     params:
-        short_side=config["sift"]["short_side"],
-        max_keypoints=config["sift"]["max_keypoints"],
-        max_pixels=config["max_pixels"],
+        options=d2lv_workflow.flags(config, SiftParams, DecodeParams),
     shell:
-        "d2lv sift --quiet {input} -o {output} --short-side {params.short_side}"
-        " --max-keypoints {params.max_keypoints} --max-pixels {params.max_pixels} 2> {log}"
+        "d2lv sift --quiet {input} -o {output} {params.options} 2> {log}"

@@ -17,11 +17,9 @@ rule make_calibration:
         "../envs/d2lv.yaml"
     params:
         out=lambda wildcards, output: Path(output.ground_truth).parent,
-        queries=MERGE["calibration_queries"],
-        seed=MERGE["seed"],
+        options=d2lv_workflow.flags(config, CalibrationParams),
     shell:
-        "d2lv make-calibration --quiet {input} -o {params.out} --queries {params.queries} --seed {params.seed}"
-        " 2> {log}"
+        "d2lv make-calibration --quiet {input} -o {params.out} {params.options} 2> {log}"
 
 
 rule fit_merge:
@@ -39,8 +37,8 @@ rule fit_merge:
     conda:
         "../envs/d2lv.yaml"
     params:
-        regularisation=MERGE["regularisation"],
+        options=d2lv_workflow.flags(config, FitParams),
     shell:
         "d2lv fit-merge --local {input.local} --crop {input.crop} --global {input.global_} --scores {input.scores}"
         " --boxes {input.boxes} --ground-truth {input.ground_truth} --ignore {input.backdrops}"
-        " --regularisation {params.regularisation} -o {output} 2> {log}"
+        " {params.options} -o {output} 2> {log}"

@@ -9,17 +9,16 @@ rule matches:
     log:
         f"{LOGS}/matches.log",
     benchmark:
-        f"{RESULTS}/benchmarks/matches.tsv",
+        f"{RESULTS}/benchmarks/matches.tsv"
     conda:
         "../envs/d2lv.yaml"
     params:
-        max_results=config["output"]["max_results_per_query"],
-        mode=MERGE["mode"],
+        options=d2lv_workflow.flags(config, MergeParams, OutputParams),
         model=lambda wildcards, input: f"--model {input.model}" if input.model else "",
     shell:
         "d2lv matches --quiet --local {input.local} --crop {input.crop} --global {input.global_}"
-        " --scores {input.scores} --boxes {input.boxes} --mode {params.mode} {params.model} -o {output.csv}"
-        " --parquet {output.parquet} --max-results-per-query {params.max_results} 2> {log}"
+        " --scores {input.scores} --boxes {input.boxes} {params.options} {params.model} -o {output.csv}"
+        " --parquet {output.parquet} 2> {log}"
 
 
 rule skipped:
@@ -34,7 +33,7 @@ rule skipped:
     log:
         f"{LOGS}/skipped.log",
     benchmark:
-        f"{RESULTS}/benchmarks/skipped.tsv",
+        f"{RESULTS}/benchmarks/skipped.tsv"
     conda:
         "../envs/d2lv.yaml"
     params:
@@ -46,7 +45,7 @@ rule skipped:
         " -o {output} 2> {log}"
 
 
-rule metrics:
+rule evaluate:
     """micro-AP, recall at precision 0.9 and recall@1 against the ground truth."""
     input:
         matches=f"{RESULTS}/matches.csv",
@@ -54,9 +53,9 @@ rule metrics:
     output:
         f"{RESULTS}/metrics.json",
     log:
-        f"{LOGS}/metrics.log",
+        f"{LOGS}/evaluate.log",
     benchmark:
-        f"{RESULTS}/benchmarks/metrics.tsv",
+        f"{RESULTS}/benchmarks/evaluate.tsv"
     conda:
         "../envs/d2lv.yaml"
     shell:

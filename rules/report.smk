@@ -19,15 +19,21 @@ rule report_figures:
         references_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
         boxes=shard_files(f"{WORK}/detect/queries/boxes/{{shard}}.parquet", "queries") if DETECT_ENABLED else [],
     output:
-        metrics=report(f"{RESULTS}/report/metrics.csv", caption="../workflow/report/metrics.rst",
-                       category="Metrics"),
-        pr_curve=report(f"{RESULTS}/report/pr_curve.png", caption="../workflow/report/pr_curve.rst",
-                        category="Metrics"),
-        families=report(f"{RESULTS}/report/recall_per_family.png",
-                        caption="../workflow/report/recall_per_family.rst", category="Metrics"),
-        pairs=report(directory(f"{RESULTS}/report/pairs"), patterns=["{selection,[a-z0-9]+}_{rank,\\d+}_{pair}.jpg"],
-                      caption="../workflow/report/pairs.rst", category="Matches", subcategory="{selection}",
-                      labels={"selection": "{selection}", "rank": "{rank}", "pair": "{pair}"}),
+        metrics=report(f"{RESULTS}/report/metrics.csv", caption="../workflow/report/metrics.rst", category="Metrics"),
+        pr_curve=report(f"{RESULTS}/report/pr_curve.png", caption="../workflow/report/pr_curve.rst", category="Metrics"),
+        families=report(
+            f"{RESULTS}/report/recall_per_family.png",
+            caption="../workflow/report/recall_per_family.rst",
+            category="Metrics",
+        ),
+        pairs=report(
+            directory(f"{RESULTS}/report/pairs"),
+            patterns=["{selection,[a-z0-9]+}_{rank,\\d+}_{pair}.jpg"],
+            caption="../workflow/report/pairs.rst",
+            category="Matches",
+            subcategory="{selection}",
+            labels={"selection": "{selection}", "rank": "{rank}", "pair": "{pair}"},
+        ),
     log:
         f"{LOGS}/report_figures.log",
     benchmark:
@@ -38,20 +44,8 @@ rule report_figures:
         out=lambda wildcards, output: os.path.dirname(output.metrics),
         ground_truth=lambda wildcards, input: f"--ground-truth {input.ground_truth}" if input.ground_truth else "",
         categories=lambda wildcards, input: f"--categories {input.categories}" if input.categories else "",
-        short_side=config["sift"]["short_side"],
-        max_keypoints=config["sift"]["max_keypoints"],
-        ratio=config["verify"]["ratio"],
-        no_mirror="" if config["verify"]["mirrored"] else "--no-mirror",
-        geometry=config["verify"]["geometry"],
-        ransac_threshold=config["verify"]["ransac_threshold"],
-        max_results=config["output"]["max_results_per_query"],
-        top=REPORT["top"],
-        near_threshold=REPORT["near_threshold"],
+        options=d2lv_workflow.flags(config, OutputParams, ReportParams, SiftParams, VerifyParams),
     shell:
-        "d2lv report-figures --quiet --matches {input.matches} --max-results-per-query {params.max_results}"
-        " {params.ground_truth} {params.categories}"
+        "d2lv report-figures --quiet --matches {input.matches} {params.ground_truth} {params.categories}"
         " --queries-manifests {input.queries_manifests} --references-manifests {input.references_manifests}"
-        " --boxes {input.boxes} --short-side {params.short_side} --max-keypoints {params.max_keypoints}"
-        " --ratio {params.ratio} {params.no_mirror} --geometry {params.geometry}"
-        " --ransac-threshold {params.ransac_threshold} --top {params.top} --near-threshold {params.near_threshold}"
-        " -o {params.out} 2> {log}"
+        " --boxes {input.boxes} {params.options} -o {params.out} 2> {log}"

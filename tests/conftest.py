@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import skimage.data
 from PIL import Image
 from skimage import data
 
-from d2lv.synth import datasets
+from d2lv.synth import benchmark
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -76,5 +78,26 @@ def bench_sources(tmp_path_factory) -> list[Path]:
 def tiny_bench(bench_sources, tmp_path_factory) -> Path:
     """A complete small benchmark: 16 references, 11 copies, 11 non-copies, hard negatives."""
     out = tmp_path_factory.mktemp("bench")
-    datasets.make_bench(bench_sources, out, n_references=16, n_copies=11, n_noncopies=11, progress=False)
+    benchmark.make_bench(bench_sources, out, n_references=16, n_copies=11, n_noncopies=11, progress=False)
     return out
+
+
+def jpeg_roundtrip(img: Image.Image) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG")
+    buf.seek(0)
+    with Image.open(buf) as decoded:
+        decoded.load()
+        return decoded
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def written_files(out: Path) -> dict[str, list[Path]]:
+    return {
+        "queries": sorted((out / "queries").iterdir()),
+        "references": sorted((out / "references").iterdir()),
+    }

@@ -8,12 +8,15 @@ the demo will write.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from d2lv.io.images import find_images
 from d2lv.io.manifest import plan_shards
-from d2lv.synth import datasets
+from d2lv.options import Options
+from d2lv.synth import calibration, common, demo
 
 
 def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -23,7 +26,7 @@ def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 def list_set(folder: str | os.PathLike, set_name: str, demo_dir: str | os.PathLike | None) -> list[Path]:
     """Image files of a set: found on disk, or planned by the demo builder."""
     if demo_dir is not None and _same_path(folder, Path(demo_dir) / set_name):
-        return datasets.planned_demo_files(Path(demo_dir))[set_name]
+        return demo.planned_demo_files(Path(demo_dir))[set_name]
     if not Path(folder).is_dir():
         raise FileNotFoundError(
             f"{set_name} folder {str(folder)!r} does not exist; set it with "
@@ -40,8 +43,8 @@ def shard_plan(folder: str | os.PathLike, set_name: str, shard_size: int,
 
 
 def calibration_plan(folder: str | os.PathLike, n_queries: int, shard_size: int) -> dict[str, list[str]]:
-    """Shards of the calibration set that :func:`d2lv.synth.datasets.make_calibration` will write in ``folder``."""
-    plan = plan_shards(datasets.planned_calibration_files(Path(folder), n_queries), shard_size)
+    """Shards of the calibration set that :func:`d2lv.synth.calibration.make_calibration` will write in ``folder``."""
+    plan = plan_shards(calibration.planned_calibration_files(Path(folder), n_queries), shard_size)
     return {name: [str(p) for p in paths] for name, paths in plan.items()}
 
 
@@ -55,12 +58,12 @@ def _demo_file(config: dict, filename: str) -> str | None:
 
 def ground_truth(config: dict) -> str | None:
     """The ground-truth CSV to evaluate against: configured, or the demo's own for the demo set."""
-    return config.get("ground_truth") or _demo_file(config, datasets.GROUND_TRUTH_FILE)
+    return config.get("ground_truth") or _demo_file(config, common.GROUND_TRUTH_FILE)
 
 
 def categories(config: dict) -> str | None:
     """The recipe of each query (for recall per family): configured, or the demo's own."""
-    return config.get("categories") or _demo_file(config, datasets.CATEGORIES_FILE)
+    return config.get("categories") or _demo_file(config, common.CATEGORIES_FILE)
 
 
 def repository_root() -> Path:
@@ -85,3 +88,12 @@ def snakemake_command(target: str, cores: str | int, extra_config: list[str] | N
     files = [str(Path(f).resolve()) for f in configfiles or []]
     return [sys.executable, "-m", "snakemake", "-s", str(repository_root() / "Snakefile"), target,
             "--cores", str(cores), *(["--configfile", *files] if files else []), "--config", *pairs]
+
+
+def flags(config: Mapping, *groups: type[Options]) -> str:
+    """The command-line options that pass each option group's config keys to a ``d2lv`` subcommand, quoted.
+
+    A rule writes ``params: options=flags(config, VerifyParams)`` and ``{params.options}`` in its shell
+    command, so that neither the option names nor the config keys are spelt out in the rule.
+    """
+    return shlex.join(flag for group in groups for flag in group.from_config(config).to_flags())

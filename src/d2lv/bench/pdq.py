@@ -23,7 +23,7 @@ quality   int32 [n]        PDQ quality 0..100 of the upright image; below ~50
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import faiss
@@ -33,7 +33,7 @@ import pandas as pd
 import pdqhash
 from tqdm import tqdm
 
-from d2lv.io import tables
+from d2lv.io import hdf5, tables
 from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
 
 HASH_BITS = 256
@@ -137,21 +137,19 @@ def hash_manifest(manifest: pd.DataFrame, dihedral: bool = False, max_pixels: in
 
 def write_hashes(path: str | os.PathLike, hashes: PdqHashes, attrs: Mapping[str, object] | None = None) -> None:
     with h5py.File(path, "w") as h5:
-        h5.create_dataset("ids", data=np.array(hashes.ids, dtype=object), dtype=h5py.string_dtype())
+        hdf5.write_ids(h5, "ids", hashes.ids)
         h5.create_dataset("hashes", data=hashes.hashes)
         h5.create_dataset("quality", data=hashes.quality)
         h5.attrs.update({"variants": hashes.variants, "hash_bits": HASH_BITS, **dict(attrs or {})})
 
 
-def read_hashes(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> PdqHashes:
+def read_hashes(paths: hdf5.PathOrPaths) -> PdqHashes:
     """Read and concatenate shard files (all with the same number of variants)."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
     ids: list[str] = []
     hashes, quality = [], []
-    for path in paths:
+    for path in hdf5.as_paths(paths):
         with h5py.File(path, "r") as h5:
-            ids.extend(s.decode() if isinstance(s, bytes) else s for s in h5["ids"][:])
+            ids.extend(hdf5.read_ids(h5["ids"]))
             hashes.append(h5["hashes"][:])
             quality.append(h5["quality"][:])
     if not hashes:

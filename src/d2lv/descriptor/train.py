@@ -1,18 +1,18 @@
 """Contrastive fine-tuning of the global descriptor on the user's reference images (SSCD-style).
 
 Each step takes ``batch_size`` different reference images and makes two independent
-training copies of each (:func:`make_view`): a random crop keeping 50-100% of the
-area, a copy edit of a random family from :data:`d2lv.synth.edits.FAMILIES` (the edits the
-benchmark queries are made with), a resize to the square network input (as
+training copies of each (:func:`make_view`): a copy edit given by the caller (d2lv passes
+:func:`d2lv.synth.families.random_copy_edit`: a random crop keeping 50-100% of the area, then
+an edit family the benchmark queries are made with), a resize to the square network input (as
 extraction squashes whole images), a horizontal flip (p=0.5) and a colour jitter
 (p=0.8). The two copies of an image are positives, the other images of the batch
 negatives: InfoNCE over the 2B descriptors (:func:`info_nce`), plus SSCD's KoLeo
 entropy regulariser (:func:`koleo`), which spreads the descriptors of different
 images over the sphere so that more of its volume separates them.
 
-The network is a :class:`d2lv.descriptor.core.PooledDescriptor` (backbone, GeM,
+The network is a :class:`d2lv.descriptor.networks.PooledDescriptor` (backbone, GeM,
 linear projection to ``dim``); the checkpoint written by
-:func:`d2lv.descriptor.core.save_trained` is what ``DescriptorModel(backbone,
+:func:`d2lv.descriptor.networks.save_trained` is what ``DescriptorModel(backbone,
 checkpoint)`` and the workflow's ``global.checkpoint`` load.
 
 BatchNorm statistics stay frozen (those layers run in eval mode; their affine
@@ -40,18 +40,24 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
-from d2lv.descriptor import core as gd
+from d2lv.descriptor.checkpoints import TORCHSCRIPT, packaged_checkpoint
+from d2lv.descriptor.networks import (
+    DEFAULT_BACKBONE,
+    DEFAULT_IMAGE_SIZE,
+    PooledDescriptor,
+    Preprocessing,
+    load_descriptor_net,
+    save_trained,
+)
+from d2lv.device import resolve_device
 from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
 from d2lv.io.manifest import read_manifests
-from d2lv.synth import edits
 
 DEFAULT_DIM = 256
 #: SSCD's InfoNCE temperature and KoLeo weight (Pizzi et al., CVPR 2022).
 DEFAULT_TEMPERATURE = 0.05
 DEFAULT_KOLEO_WEIGHT = 30.0
 
-#: Area kept by the random crop made before the copy edit.
-CROP_AREA = (0.5, 1.0)
 #: The new projection starts from scratch, so it learns this many times faster than the backbone.
 PROJECTION_LR_FACTOR = 10.0
 #: Fraction of the steps over which the learning rate warms up linearly (then decays as a cosine).
@@ -99,19 +105,15 @@ def colour_jitter(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return TF.adjust_hue(img, rng.uniform(-0.05, 0.05))
 
 
-def make_view(img: Image.Image, rng: np.random.Generator, image_size: int,
-              backdrop: edits.Backdrop | None = None) -> np.ndarray:
-    """One training copy of the RGB photo ``img``: uint8 ``[image_size, image_size, 3]``.
+#: A copy edit of a training photo: ``(photo, rng, backdrop) -> edited photo``, where ``backdrop()`` returns
+#: another reference photo (for pastes); :func:`d2lv.synth.families.random_copy_edit` is the one d2lv uses.
+CopyEdit = Callable[[Image.Image, np.random.Generator, Callable[[], Image.Image] | None], Image.Image]
 
-    ``backdrop`` supplies the other photo of the edit families that need one (paste, padding).
-    """
-    view = edits.crop(img, rng, area_range=CROP_AREA)
-    family = str(rng.choice(list(edits.FAMILIES)))
-    try:
-        view = edits.apply_family(family, view, rng, backdrop).image
-    except ValueError:
-        pass  # a family that cannot edit this shape (a meme caption on a 20 px high banner): keep the crop
-    view = view.resize((image_size, image_size), Image.BICUBIC)
+
+def make_view(img: Image.Image, rng: np.random.Generator, image_size: int, copy_edit: CopyEdit,
+              backdrop: Callable[[], Image.Image] | None = None) -> np.ndarray:
+    """One training copy of the RGB photo ``img``: uint8 ``[image_size, image_size, 3]``."""
+    view = copy_edit(img, rng, backdrop).resize((image_size, image_size), Image.BICUBIC)
     if rng.random() < 0.5:
         view = TF.hflip(view)
     if rng.random() < 0.8:
@@ -122,9 +124,11 @@ def make_view(img: Image.Image, rng: np.random.Generator, image_size: int,
 class TwoViews(torch.utils.data.Dataset):
     """Item ``(index, seed)``: two views of reference ``index``, uint8 ``[2, 3, S, S]``, drawn from ``seed``."""
 
-    def __init__(self, paths: Sequence[Path], image_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(self, paths: Sequence[Path], image_size: int, copy_edit: CopyEdit,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
         self.paths = list(paths)
         self.image_size = image_size
+        self.copy_edit = copy_edit
         self.max_pixels = max_pixels
 
     def __len__(self) -> int:
@@ -142,7 +146,7 @@ class TwoViews(torch.utils.data.Dataset):
             other = int(rng.integers(len(self.paths) - 1))
             return self.load(other + (other >= index))  # any reference but this one
 
-        views = np.stack([make_view(img, rng, self.image_size, backdrop) for _ in range(2)])
+        views = np.stack([make_view(img, rng, self.image_size, self.copy_edit, backdrop) for _ in range(2)])
         # contiguous: stacking permuted tensors would give channels-last batches in this process but not in
         # worker processes, and the convolutions (so the results) differ with the memory layout
         return torch.from_numpy(views).permute(0, 3, 1, 2).contiguous()
@@ -207,7 +211,7 @@ def freeze_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
-def make_optimiser(net: gd.PooledDescriptor, lr: float, steps: int
+def make_optimiser(net: PooledDescriptor, lr: float, steps: int
                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (the projection :data:`PROJECTION_LR_FACTOR` times faster), linear warm-up, cosine decay."""
     groups = [{"params": net.backbone.parameters(), "lr": lr}]
@@ -227,7 +231,7 @@ def make_optimiser(net: gd.PooledDescriptor, lr: float, steps: int
 class Normalise:
     """uint8 ``[B, 2, 3, S, S]`` views to a normalised float batch ``[2B, 3, S, S]`` on ``device``."""
 
-    def __init__(self, preprocessing: gd.Preprocessing, device: torch.device):
+    def __init__(self, preprocessing: Preprocessing, device: torch.device):
         self.device = device
         self.shift = torch.tensor(preprocessing.mean, device=device).view(1, 3, 1, 1) * 255.0
         self.scale = torch.tensor(preprocessing.std, device=device).view(1, 3, 1, 1) * 255.0
@@ -250,29 +254,16 @@ def probe_loss(net: torch.nn.Module, normalise: Normalise, views: torch.Tensor, 
     return float(info_nce(embeddings, view_instances(len(views), embeddings.device), temperature))
 
 
-def train_descriptor(
-    reference_paths: Sequence[str | os.PathLike],
-    out: str | os.PathLike,
-    backbone: str = gd.DEFAULT_BACKBONE,
-    checkpoint: str | os.PathLike | None = None,
-    dim: int = DEFAULT_DIM,
-    steps: int = 2000,
-    batch_size: int = 64,
-    lr: float = 1e-4,
-    temperature: float = DEFAULT_TEMPERATURE,
-    koleo_weight: float = DEFAULT_KOLEO_WEIGHT,
-    image_size: int = gd.DEFAULT_IMAGE_SIZE,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    num_workers: int = 0,
-    threads: int = 0,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: bool = True,
-    log_every: int = 50,
-) -> TrainResult:
+def train_descriptor(reference_paths: Sequence[str | os.PathLike], out: str | os.PathLike, copy_edit: CopyEdit,
+                     backbone: str = DEFAULT_BACKBONE, checkpoint: str | os.PathLike | None = None,
+                     dim: int = DEFAULT_DIM, steps: int = 2000, batch_size: int = 64, lr: float = 1e-4,
+                     temperature: float = DEFAULT_TEMPERATURE, koleo_weight: float = DEFAULT_KOLEO_WEIGHT,
+                     image_size: int = DEFAULT_IMAGE_SIZE, device: str | torch.device = "auto", seed: int = 0,
+                     num_workers: int = 0, threads: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     progress: bool = True, log_every: int = 50) -> TrainResult:
     """Fine-tune ``backbone`` (weights from ``checkpoint``, default the packaged ones; a checkpoint of
-    an earlier run continues it) with a projection to ``dim`` on views of ``reference_paths``, and
-    save the result to ``out`` (:func:`d2lv.descriptor.core.save_trained`).
+    an earlier run continues it) with a projection to ``dim`` on views of ``reference_paths`` edited by
+    ``copy_edit``, and save the result to ``out`` (:func:`d2lv.descriptor.networks.save_trained`).
 
     Args:
         steps, batch_size: optimiser steps of ``batch_size`` images (two views each); the batch is
@@ -291,22 +282,16 @@ def train_descriptor(
         FloatingPointError: the loss became NaN or infinite (lower ``lr``).
     """
     paths = [Path(p) for p in reference_paths]
-    if len(paths) < 2:
-        raise ValueError(f"contrastive training needs at least 2 reference images, got {len(paths)}")
-    if backbone == gd.TORCHSCRIPT:
-        raise ValueError("a TorchScript model cannot be fine-tuned here; choose a timm backbone")
-    if batch_size > len(paths):
-        warnings.warn(f"batch_size {batch_size} cut to the {len(paths)} reference images", stacklevel=2)
-        batch_size = len(paths)
+    batch_size = _checked_batch_size(paths, backbone, batch_size)
     if threads > 0:
         torch.set_num_threads(threads)
-    device = gd.resolve_device(device)
+    device = resolve_device(device)
     torch.manual_seed(seed)  # the new projection's initial weights
-    net, loaded = gd.load_descriptor_net(backbone, checkpoint, device, dim=dim)
+    net, loaded = load_descriptor_net(backbone, checkpoint, device, dim=dim)
     net.check_image_size(image_size)
-    preprocessing = gd.Preprocessing(image_size, loaded.mean, loaded.std)
+    preprocessing = Preprocessing(image_size, loaded.mean, loaded.std)
     normalise = Normalise(preprocessing, device)
-    dataset = TwoViews(paths, image_size, max_pixels)
+    dataset = TwoViews(paths, image_size, copy_edit, max_pixels)
     plan = batch_plan(len(paths), batch_size, steps, seed)
     probe = torch.stack([dataset[item] for item in plan[0]])
     probe_before = probe_loss(net, normalise, probe, temperature)
@@ -314,9 +299,35 @@ def train_descriptor(
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=plan, num_workers=num_workers,
                                          pin_memory=device.type == "cuda")
     step_fn = _step_function(net, normalise, lr, steps, temperature, koleo_weight)
+    losses, seconds = _run_steps(step_fn, loader, steps, batch_size, f"train {backbone}", progress, log_every)
+    probe_after = probe_loss(net, normalise, probe, temperature)
+
+    training = {"steps": steps, "batch_size": batch_size, "lr": lr, "temperature": temperature,
+                "koleo_weight": koleo_weight, "seed": seed, "images": len(paths),
+                "initial_checkpoint": str(checkpoint or packaged_checkpoint(backbone)),
+                "probe_before": probe_before, "probe_after": probe_after}
+    save_trained(out, net, backbone, preprocessing, training)
+    return TrainResult(Path(out), losses, probe_before, probe_after, seconds, steps * batch_size / seconds)
+
+
+def _checked_batch_size(paths: Sequence[Path], backbone: str, batch_size: int) -> int:
+    """``batch_size``, cut to the number of images (with a warning to :func:`train_descriptor`'s caller)."""
+    if len(paths) < 2:
+        raise ValueError(f"contrastive training needs at least 2 reference images, got {len(paths)}")
+    if backbone == TORCHSCRIPT:
+        raise ValueError("a TorchScript model cannot be fine-tuned here; choose a timm backbone")
+    if batch_size > len(paths):
+        warnings.warn(f"batch_size {batch_size} cut to the {len(paths)} reference images", stacklevel=3)
+        batch_size = len(paths)
+    return batch_size
+
+
+def _run_steps(step_fn: Callable[[torch.Tensor], float], loader: Iterable[torch.Tensor], steps: int,
+               batch_size: int, desc: str, progress: bool, log_every: int) -> tuple[list[float], float]:
+    """Every step of ``loader``: the losses, and the seconds they took. Logs to stderr every ``log_every``."""
     losses: list[float] = []
     started = time.perf_counter()
-    with tqdm(total=steps, desc=f"train {backbone}", unit="step", disable=not progress) as bar:
+    with tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
         for step, views in enumerate(loader, start=1):
             losses.append(step_fn(views))
             if not math.isfinite(losses[-1]):
@@ -327,18 +338,10 @@ def train_descriptor(
                 rate = step * batch_size / (time.perf_counter() - started)
                 tqdm.write(f"step {step}/{steps}: loss {np.mean(losses[-log_every:]):.4f}, {rate:.1f} img/s",
                            file=sys.stderr)
-    seconds = time.perf_counter() - started
-    probe_after = probe_loss(net, normalise, probe, temperature)
-
-    training = {"steps": steps, "batch_size": batch_size, "lr": lr, "temperature": temperature,
-                "koleo_weight": koleo_weight, "seed": seed, "images": len(paths),
-                "initial_checkpoint": str(checkpoint or gd.packaged_checkpoint(backbone)),
-                "probe_before": probe_before, "probe_after": probe_after}
-    gd.save_trained(out, net, backbone, preprocessing, training)
-    return TrainResult(Path(out), losses, probe_before, probe_after, seconds, steps * batch_size / seconds)
+    return losses, time.perf_counter() - started
 
 
-def _step_function(net: gd.PooledDescriptor, normalise: Normalise, lr: float, steps: int, temperature: float,
+def _step_function(net: PooledDescriptor, normalise: Normalise, lr: float, steps: int, temperature: float,
                    koleo_weight: float) -> Callable[[torch.Tensor], float]:
     """One optimiser step on a batch of views, returning its loss; float16 autocast on CUDA."""
     optimiser, schedule = make_optimiser(net, lr, steps)

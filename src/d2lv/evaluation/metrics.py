@@ -8,11 +8,12 @@ pair that was never predicted counts as missed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+
+from d2lv.io import isc
 
 
 @dataclass(frozen=True)
@@ -48,21 +49,6 @@ def recall_at_precision(curve: PRCurve, min_precision: float = 0.9) -> tuple[flo
     return float(curve.recall[best]), float(curve.scores[best])
 
 
-def read_ground_truth(path: str | os.PathLike) -> pd.DataFrame:
-    """``query_id,reference_id`` CSV; an empty reference marks a query that is not a copy."""
-    gt = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"query_id", "reference_id"} - set(gt.columns)
-    if missing:
-        raise ValueError(f"{path}: ground truth needs columns query_id,reference_id; missing {sorted(missing)}")
-    return gt
-
-
-def label_predictions(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> np.ndarray:
-    positives = ground_truth[ground_truth.reference_id != ""]
-    truth = set(zip(positives.query_id, positives.reference_id))
-    return np.array([pair in truth for pair in zip(predictions.query_id, predictions.reference_id)], bool)
-
-
 def recall_at_one(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> float:
     """Share of copy queries whose highest-scored prediction is a true reference.
 
@@ -73,7 +59,7 @@ def recall_at_one(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> floa
     copy_queries = positives.query_id.unique()
     if len(copy_queries) == 0:
         return 0.0
-    is_match = label_predictions(predictions, ground_truth)
+    is_match = isc.is_positive(predictions, ground_truth)
     order = np.lexsort((is_match, -predictions.score.to_numpy(np.float64)))
     first_of_query = ~pd.Series(predictions.query_id.to_numpy()[order]).duplicated().to_numpy()
     correct = int(is_match[order][first_of_query].sum())
@@ -102,7 +88,7 @@ def pr_curve(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> PRCurve:
     """
     predictions = unique_pairs(predictions)
     positives = ground_truth[ground_truth.reference_id != ""].drop_duplicates(["query_id", "reference_id"])
-    return precision_recall(predictions.score.to_numpy(), label_predictions(predictions, ground_truth),
+    return precision_recall(predictions.score.to_numpy(), isc.is_positive(predictions, ground_truth),
                             len(positives))
 
 
@@ -127,3 +113,13 @@ def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> Metrics:
         n_copy_queries=positives.query_id.nunique(),
         n_queries=ground_truth.query_id.nunique(),
     )
+
+
+def family_recall(predictions: pd.DataFrame, ground_truth: pd.DataFrame, categories: pd.DataFrame) -> pd.Series:
+    """recall@1 of the copy queries of each recipe family."""
+    copies = categories[categories.kind == "copy"]
+    out = {}
+    for family, group in copies.groupby("recipe"):
+        gt = ground_truth[ground_truth.query_id.isin(group.query_id)]
+        out[family] = recall_at_one(predictions[predictions.query_id.isin(group.query_id)], gt)
+    return pd.Series(out, dtype="float64")

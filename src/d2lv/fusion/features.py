@@ -9,15 +9,14 @@ gathers all of it, one column per branch and feature, so the merge
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection, Mapping
 
 import pandas as pd
 
 from d2lv.fusion import merge
+from d2lv.fusion.params import VIEWS
+from d2lv.io.isc import KEYS
 
-ISC_COLUMNS = ["query_id", "reference_id", "score"]
-KEYS = ["query_id", "reference_id"]
 RECALL_FEATURES = {"local": ["votes", "mean_distance"], "crop": ["votes", "mean_distance"], "global": ["similarity"]}
 VERIFY_FEATURES = ["n_matches", "n_inliers", "flipped", "score"]
 
@@ -42,7 +41,7 @@ def pair_features(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFrame,
     pairs = pairs.join(verified, how="inner") if len(pairs) else pairs
     pairs = pairs.reset_index()
     for column in [f"{b}_{f}" for b, fs in RECALL_FEATURES.items() for f in fs] + [
-            f"verify_{view}_{f}" for view in merge.VIEWS for f in VERIFY_FEATURES]:
+            f"verify_{view}_{f}" for view in VIEWS for f in VERIFY_FEATURES]:
         if column not in pairs:  # a branch or view with no pair at all (e.g. no query was cropped)
             pairs[column] = pd.Series(dtype="boolean" if column.endswith("_flipped") else "float64")
     pairs["has_crop"] = pairs.query_id.isin(set(cropped))
@@ -61,16 +60,3 @@ def assemble_matches(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFram
     pairs = pairs.sort_values(["score", "query_id", "reference_id"], ascending=[False, True, True], kind="stable")
     pairs["rank"] = pairs.groupby("query_id", sort=False).cumcount() + 1
     return pairs.reset_index(drop=True)
-
-
-def write_isc_csv(matches: pd.DataFrame, path: str | os.PathLike) -> None:
-    """``query_id,reference_id,score`` with a header, best first."""
-    matches[ISC_COLUMNS].to_csv(path, index=False, float_format="%.10g")
-
-
-def read_isc_csv(path: str | os.PathLike) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"query_id": str, "reference_id": str, "score": float})
-    missing = set(ISC_COLUMNS) - set(frame.columns)
-    if missing:
-        raise ValueError(f"{path}: not an ISC matching file; missing columns {sorted(missing)}")
-    return frame

@@ -5,7 +5,7 @@ Two modes:
 * ``sum``, the original method's: the verified match counts of every query
   view added up (the global similarity, below 1, only breaks ties).
 * ``calibrated``: a logistic regression over every branch's features, fitted
-  on labelled pairs that the pipeline made itself (:func:`d2lv.synth.datasets.
+  on labelled pairs that the pipeline made itself (:func:`d2lv.synth.calibration.
   make_calibration` edits the user's own references; each edit's source is
   its positive, every other candidate a negative). Its output is a
   probability, so scores of different queries are comparable, which micro-AP
@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-MODES = ("sum", "calibrated")
-VIEWS = ("local", "local_crop")
+from d2lv.fusion.params import MODES, VIEWS
+
 MODEL_VERSION = 1
 
 
@@ -105,12 +105,6 @@ class CalibratedMerge:
     def probability(self, pairs: pd.DataFrame) -> np.ndarray:
         """P(copy | features), under the calibration set's share of copies."""
         return 1.0 / (1.0 + np.exp(-self.logit(pairs)))
-
-
-def label_pairs(pairs: pd.DataFrame, ground_truth: pd.DataFrame) -> np.ndarray:
-    """1 where (query, reference) is a ground-truth copy, else 0."""
-    truth = set(zip(ground_truth.query_id, ground_truth.reference_id))
-    return np.fromiter(((q, r) in truth for q, r in zip(pairs.query_id, pairs.reference_id)), bool, len(pairs))
 
 
 def fit_calibrated(pairs: pd.DataFrame, labels: np.ndarray, regularisation: float = 1.0) -> CalibratedMerge:

@@ -9,18 +9,32 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from d2lv.errors import D2lvError
+from d2lv.options import Options, option
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 #: Default pixel budget; larger files are treated as decompression bombs.
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning threshold
 
+#: ``(x0, y0, x1, y1)`` in pixels, ``x1`` and ``y1`` exclusive (as PIL crop boxes).
+Box = tuple[int, int, int, int]
 
-class ImageError(Exception):
+
+@dataclass(frozen=True)
+class DecodeParams(Options):
+    """Image decoding."""
+
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, "larger images are skipped as decompression bombs")
+
+
+class ImageError(D2lvError):
     """An input file that cannot be used as an image; ``str(err)`` is the reason."""
 
 

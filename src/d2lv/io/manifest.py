@@ -16,11 +16,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from d2lv.errors import D2lvError
 from d2lv.io import tables
 from d2lv.io.images import DEFAULT_MAX_PIXELS, ImageError, find_images, image_id, load_image
 
 
-class DuplicateIdError(ValueError):
+class DuplicateIdError(D2lvError, ValueError):
     """Two files in one set share a stem, so their ids would collide."""
 
 

@@ -7,7 +7,6 @@ per-shard candidate lists are gathered afterwards by :func:`select_candidates`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import faiss
 import numpy as np
@@ -15,6 +14,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from d2lv.io import tables
+from d2lv.local.params import RecallParams, SingleCandidateRule
 from d2lv.local.sift import DESCRIPTOR_DIM, dequantize
 from d2lv.local.store import FeatureStore
 
@@ -59,14 +59,8 @@ def set_nprobe(index: faiss.Index, nprobe: int) -> None:
         faiss.extract_index_ivf(index).nprobe = nprobe
 
 
-@dataclass(frozen=True)
-class RecallParams:
-    knn: int = 3  # neighbours per query descriptor
-    max_distance: float = 0.2  # squared L2 between RootSIFT vectors (range 0..2)
-    topk: int = 20  # references kept per query
-    min_votes: int = 2
-    nprobe: int = 16
-    batch_descriptors: int = 65_536
+#: Query descriptors searched at once (bounds the memory of the distance matrices).
+BATCH_DESCRIPTORS = 65_536
 
 
 def _votes_for_batch(distances: np.ndarray, rows: np.ndarray, query_image: np.ndarray,
@@ -93,9 +87,9 @@ def search_shard(index: faiss.Index, references: FeatureStore, queries: FeatureS
     query_image = queries.owner(np.arange(len(queries.descriptors)))
     k = min(params.knn, index.ntotal)
     partials = []
-    starts = range(0, len(queries.descriptors), params.batch_descriptors)
+    starts = range(0, len(queries.descriptors), BATCH_DESCRIPTORS)
     for start in tqdm(starts, desc="local recall", unit="batch", disable=not progress):
-        stop = min(start + params.batch_descriptors, len(queries.descriptors))
+        stop = min(start + BATCH_DESCRIPTORS, len(queries.descriptors))
         distances, rows = index.search(dequantize(queries.descriptors[start:stop]), k)
         partials.append(_votes_for_batch(distances, rows, query_image[start:stop], references,
                                          params.max_distance))
@@ -114,15 +108,6 @@ def search_shard(index: faiss.Index, references: FeatureStore, queries: FeatureS
 def rank_within_query(pairs: pd.DataFrame, topk: int) -> pd.DataFrame:
     """Keep the ``topk`` best references per query: most votes, then closest."""
     return tables.rank_within_query(pairs, [("votes", False), ("mean_distance", True)], topk)
-
-
-@dataclass(frozen=True)
-class SingleCandidateRule:
-    """The original imgFp rule: keep one reference per query, only when it clearly wins."""
-
-    min_votes: int = 3  # the winner needs strictly more votes than this ...
-    min_votes_alone: int = 5  # ... or than this when no other reference got votes
-    max_mean_distance: float = 0.35  # and a mean squared L2 below this
 
 
 def select_candidates(shard_pairs: pd.DataFrame, topk: int, mode: str = "topk",

@@ -16,12 +16,13 @@ Extraction parameters are kept as file attributes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 
+from d2lv.io import hdf5
 from d2lv.local.sift import DESCRIPTOR_DIM
 
 
@@ -38,31 +39,25 @@ def write_store(path: str | os.PathLike, features: Sequence[ImageFeatures], attr
     counts = np.array([len(f.descriptors) for f in features], np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     with h5py.File(path, "w") as h5:
-        h5.create_dataset("ids", data=np.array([f.image_id for f in features], dtype=object),
-                          dtype=h5py.string_dtype())
+        hdf5.write_ids(h5, "ids", [f.image_id for f in features])
         h5.create_dataset("sizes", data=np.array([(f.width, f.height) for f in features], np.int32).reshape(-1, 2))
         h5.create_dataset("offsets", data=offsets)
-        h5.create_dataset("keypoints", data=_stack([f.keypoints for f in features], (0, 4), np.float32))
-        h5.create_dataset("descriptors", data=_stack([f.descriptors for f in features], (0, DESCRIPTOR_DIM), np.uint8))
+        h5.create_dataset("keypoints", data=hdf5.concatenate([f.keypoints for f in features], (0, 4), np.float32))
+        h5.create_dataset("descriptors", data=hdf5.concatenate([f.descriptors for f in features],
+                                                               (0, DESCRIPTOR_DIM), np.uint8))
         h5.attrs.update(dict(attrs))
-
-
-def _stack(arrays: list[np.ndarray], empty_shape: tuple[int, int], dtype: type) -> np.ndarray:
-    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(empty_shape, dtype)
 
 
 class FeatureStore:
     """Read access to one or more shard files, as if they were one store."""
 
-    def __init__(self, paths: str | os.PathLike | Iterable[str | os.PathLike]):
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
+    def __init__(self, paths: hdf5.PathOrPaths):
         ids, sizes, offsets, keypoints, descriptors = [], [], [], [], []
         base = 0
         self.attrs: dict[str, object] = {}
-        for path in paths:
+        for path in hdf5.as_paths(paths):
             with h5py.File(path, "r") as h5:
-                ids.extend(s.decode() if isinstance(s, bytes) else s for s in h5["ids"][:])
+                ids.extend(hdf5.read_ids(h5["ids"]))
                 sizes.append(h5["sizes"][:])
                 offsets.append(h5["offsets"][:-1] + base)
                 keypoints.append(h5["keypoints"][:])
@@ -72,8 +67,8 @@ class FeatureStore:
         self.ids: list[str] = ids
         self.sizes = np.concatenate(sizes) if sizes else np.zeros((0, 2), np.int32)
         self.offsets = np.concatenate(offsets + [np.array([base])]).astype(np.int64)
-        self.keypoints = _stack(keypoints, (0, 4), np.float32)
-        self.descriptors = _stack(descriptors, (0, DESCRIPTOR_DIM), np.uint8)
+        self.keypoints = hdf5.concatenate(keypoints, (0, 4), np.float32)
+        self.descriptors = hdf5.concatenate(descriptors, (0, DESCRIPTOR_DIM), np.uint8)
         self._index = {key: i for i, key in enumerate(ids)}
 
     def __len__(self) -> int:

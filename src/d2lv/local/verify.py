@@ -16,26 +16,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from d2lv.io import tables
+from d2lv.local.params import VerifyParams
 from d2lv.local.sift import dequantize, mirror
 from d2lv.local.store import FeatureStore, ImageFeatures
 
-GEOMETRIES = ("homography", "affine", "none")
 MIN_POINTS = {"homography": 4, "affine": 3, "none": 0}
-
-
-@dataclass(frozen=True)
-class VerifyParams:
-    ratio: float = 0.745  # d1 < ratio * d2; the original's 1.8 * d1^2 < d2^2
-    mirrored: bool = True  # also match against the left-right mirrored reference
-    geometry: str = "homography"
-    ransac_threshold: float = 4.0  # pixels at the SIFT extraction scale
-    short_side: int = 300  # the extraction's short side, to scale the threshold
-
-    def __post_init__(self) -> None:
-        if self.geometry not in GEOMETRIES:
-            raise ValueError(f"unknown geometry {self.geometry!r}; expected one of {GEOMETRIES}")
-        if not 0 < self.ratio <= 1:
-            raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
 
 
 @dataclass(frozen=True)

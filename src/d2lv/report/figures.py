@@ -27,13 +27,14 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from d2lv.bench import systems as bench
 from d2lv.evaluation import metrics
-from d2lv.io import images, manifest, tables
+from d2lv.fusion.params import VIEWS
+from d2lv.io import images, isc, manifest, tables
 from d2lv.local import sift, verify
+from d2lv.local.params import SiftParams, VerifyParams
 from d2lv.local.store import ImageFeatures
+from d2lv.report import plots
 
-VIEWS = ("local", "local_crop")  # query views verified by the pipeline: whole image, detected copy region
 PANEL_HEIGHT = 360  # both images of a pair are scaled to this height
 MAX_PANEL_WIDTH = 4 * PANEL_HEIGHT  # ... unless that makes one wider than this
 GAP = 8  # white pixels between the two images
@@ -45,12 +46,6 @@ OUTLIER_COLOUR = (255, 60, 60)
 MAX_LINES = 120  # more inlier lines than this hide the images; an even sample is drawn
 VERDICT_COLOURS = {True: (214, 245, 214), False: (250, 214, 214), None: (236, 236, 236)}  # caption backgrounds
 PLACEHOLDER_SIZE = (640, 80)
-
-
-@dataclass(frozen=True)
-class SiftParams:
-    short_side: int = 300
-    max_keypoints: int = 600
 
 
 @dataclass(frozen=True)
@@ -92,8 +87,8 @@ def read_inputs(matches: str | os.PathLike, queries_manifests: Sequence[str | os
         query_paths=_usable_paths(queries_manifests),
         reference_paths=_usable_paths(references_manifests),
         boxes=read_boxes(boxes),
-        ground_truth=metrics.read_ground_truth(ground_truth) if ground_truth else None,
-        categories=pd.read_csv(categories, dtype=str, keep_default_na=False) if categories else None,
+        ground_truth=isc.read_ground_truth(ground_truth) if ground_truth else None,
+        categories=isc.read_id_csv(categories) if categories else None,
     )
 
 
@@ -112,7 +107,7 @@ def read_boxes(paths: Sequence[str | os.PathLike]) -> dict[str, tuple[int, int, 
 
 
 def write_report_figures(inputs: Inputs, out: str | os.PathLike, sift_params: SiftParams,
-                         params: verify.VerifyParams, top: int = 8, near: int = 8, progress: bool = True) -> None:
+                         params: VerifyParams, top: int = 8, near: int = 8, progress: bool = True) -> None:
     """Write ``metrics.csv``, ``pr_curve.png``, ``recall_per_family.png`` and ``pairs/*.jpg`` into ``out``.
 
     Figures that need the ground truth (or the categories) are replaced by a
@@ -147,7 +142,7 @@ def write_pr_curve(predictions: pd.DataFrame, ground_truth: pd.DataFrame | None,
     if ground_truth is None:
         write_placeholder(path, "No precision-recall curve: the run has no ground truth.")
         return
-    bench.plot_pr_curves({"d2lv": metrics.pr_curve(predictions, ground_truth)}, path)
+    plots.plot_pr_curves({"d2lv": metrics.pr_curve(predictions, ground_truth)}, path)
 
 
 def write_family_recall(predictions: pd.DataFrame, ground_truth: pd.DataFrame | None,
@@ -156,11 +151,11 @@ def write_family_recall(predictions: pd.DataFrame, ground_truth: pd.DataFrame | 
         missing = "ground truth" if ground_truth is None else "categories (recipe of each query)"
         write_placeholder(path, f"No recall per recipe family: the run has no {missing}.")
         return
-    recalls = bench.family_recall(predictions, ground_truth, categories)
+    recalls = metrics.family_recall(predictions, ground_truth, categories)
     if recalls.empty:
         write_placeholder(path, "No recall per recipe family: the categories list no copy queries.")
         return
-    bench.plot_family_recall(pd.DataFrame({"d2lv": recalls}), path)
+    plots.plot_family_recall(pd.DataFrame({"d2lv": recalls}), path)
 
 
 def write_placeholder(path: Path, message: str) -> None:
@@ -215,7 +210,7 @@ def _safe(text: str, limit: int = 60) -> str:
 # --- one pair ---------------------------------------------------------------------
 
 
-def draw_selected(pick: Selected, inputs: Inputs, sift_params: SiftParams, params: verify.VerifyParams,
+def draw_selected(pick: Selected, inputs: Inputs, sift_params: SiftParams, params: VerifyParams,
                   folder: Path) -> None:
     """Draw one selected pair into ``folder`` (skipped, with a message, if an image is not usable)."""
     query_id, reference_id = pick.row.query_id, pick.row.reference_id
@@ -254,7 +249,7 @@ def _number(value: object) -> float:
 
 
 def correspondences(query_rgb: np.ndarray, reference_rgb: np.ndarray, crop: tuple[int, int, int, int] | None,
-                    sift_params: SiftParams, params: verify.VerifyParams) -> verify.PairMatches:
+                    sift_params: SiftParams, params: VerifyParams) -> verify.PairMatches:
     """Recompute a pair's matches; with ``crop``, from that region of the query, in full-query pixels."""
     x0, y0 = (crop[0], crop[1]) if crop else (0, 0)
     query_gray = images.to_gray(query_rgb)

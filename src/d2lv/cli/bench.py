@@ -1,0 +1,147 @@
+"""``d2lv bench``: build a DISC21-style benchmark, run the pipeline and the baselines on it, report."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from d2lv.bench.params import BaselineParams
+from d2lv.cli.common import Subparsers, add_command, named
+from d2lv.cli.prepare import INPUT_SETS
+from d2lv.errors import D2lvError
+from d2lv.io.images import DecodeParams
+
+
+def _bench_make(args: argparse.Namespace) -> None:
+    from d2lv.synth import benchmark
+
+    benchmark.make_bench([Path(s) for s in args.sources], Path(args.out), n_references=args.references,
+                         n_copies=args.copies, n_noncopies=args.noncopies, n_hard_negatives=args.hard_negatives,
+                         families=args.families, max_side=args.max_side, seed=args.seed, progress=not args.quiet)
+
+
+def _bench_run(args: argparse.Namespace) -> None:
+    from d2lv import workflow
+
+    folder = Path(args.bench).resolve()
+    command = workflow.snakemake_command(
+        "bench", cores=args.cores, queries=folder / "queries", references=folder / "references",
+        ground_truth=folder / "ground_truth.csv", categories=folder / "categories.csv",
+        results=Path(args.out).resolve(), extra_config=args.config, configfiles=args.configfile)
+    print(" ".join(map(str, command)), file=sys.stderr)
+    status = subprocess.run(command, cwd=workflow.repository_root()).returncode
+    if status:
+        raise SystemExit(status)
+
+
+def _bench_pdq_hash(args: argparse.Namespace) -> None:
+    from d2lv.bench import pdq
+    from d2lv.io import manifest
+
+    hashes = pdq.hash_manifest(manifest.read_manifest(args.manifest), dihedral=args.set == "queries",
+                               max_pixels=args.max_pixels, progress=not args.quiet)
+    pdq.write_hashes(args.out, hashes, {"set": args.set})
+
+
+def _bench_pdq_match(args: argparse.Namespace) -> None:
+    from d2lv.bench import pdq
+    from d2lv.io import tables
+
+    pairs = pdq.match(pdq.read_hashes(args.queries), pdq.read_hashes(args.references),
+                      BaselineParams.from_args(args).topk, progress=not args.quiet)
+    tables.write_table(pairs, args.out, tables.PDQ_PAIRS)
+
+
+def _systems(args: argparse.Namespace) -> list:
+    """The ``--system``, ``--stages`` and ``--storage`` arguments as :class:`d2lv.bench.systems.System`."""
+    from d2lv.bench import systems
+
+    names = [name for name, _ in named(args.system)]
+    stages, storage = dict(named(args.stages)), dict(named(args.storage))
+    unknown = (set(stages) | set(storage) | ({args.baseline} - {None})) - set(names)
+    if unknown:
+        raise D2lvError(f"--stages/--storage/--baseline name systems not given with --system: {sorted(unknown)}")
+    return [
+        systems.System(name, systems.read_predictions(spec), tuple(filter(None, stages.get(name, "").split(","))),
+                       tuple(filter(None, storage.get(name, "").split(","))), baseline=name == args.baseline)
+        for name, spec in named(args.system)
+    ]
+
+
+def _bench_report(args: argparse.Namespace) -> None:
+    from d2lv.bench import markdown, systems
+    from d2lv.io import isc, manifest
+
+    n_images = {name: sum(len(manifest.read_manifest(p)) for p in getattr(args, f"{name}_manifests"))
+                for name in INPUT_SETS}
+    categories = isc.read_id_csv(args.categories) if args.categories else None
+    result = systems.evaluate_systems(_systems(args), isc.read_ground_truth(args.ground_truth), categories,
+                                      systems.read_stage_timings(args.benchmarks), n_images)
+    markdown.write_report(result, args.out, n_images)
+    print(result.table.to_string(index=False), file=sys.stderr)
+
+
+def _add_make(steps: Subparsers) -> None:
+    p = add_command(steps, "make", _bench_make, "build a DISC21-style benchmark folder from real photos")
+    p.add_argument("sources", nargs="+", help="folders of photos (UKBench-named files give hard negatives)")
+    p.add_argument("-o", "--out", required=True, help="folder for queries/, references/, ground_truth.csv, "
+                   "categories.csv")
+    p.add_argument("--references", type=int, default=1000)
+    p.add_argument("--copies", type=int, default=1000, help="edited copies of distinct references")
+    p.add_argument("--noncopies", type=int, default=1000, help="edited photos that are not references")
+    p.add_argument("--hard-negatives", type=int, default=None,
+                   help="other photos of a reference's object group (default: up to noncopies / 5)")
+    p.add_argument("--families", nargs="+", default=None, help="recipe families (default: all)")
+    p.add_argument("--max-side", type=int, default=1024, help="cap the long side of every image")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_run(steps: Subparsers) -> None:
+    p = add_command(steps, "run", _bench_run, "run the pipeline and the baselines on a benchmark folder (Snakemake)")
+    p.add_argument("bench", help="folder from `d2lv bench make`")
+    p.add_argument("-o", "--out", required=True, help="results folder; the report lands in OUT/bench/")
+    p.add_argument("--cores", default="all", help="Snakemake --cores")
+    p.add_argument("--config", nargs="*", default=[], help="extra KEY=VALUE Snakemake config overrides")
+    p.add_argument("--configfile", nargs="*", default=[],
+                   help="YAML files layered over config.yaml, for nested keys (e.g. benchmarks/disc1k.yaml)")
+
+
+def _add_pdq(steps: Subparsers) -> None:
+    p = add_command(steps, "pdq-hash", _bench_pdq_hash,
+                    "PDQ hashes of a manifest's images (queries: 8 dihedral variants)")
+    p.add_argument("manifest", help="manifest .parquet")
+    p.add_argument("--set", choices=INPUT_SETS, required=True)
+    p.add_argument("-o", "--out", required=True, help="hashes .h5")
+    DecodeParams.add_arguments(p)
+
+    p = add_command(steps, "pdq-match", _bench_pdq_match, "nearest references by Hamming distance (PDQ baseline)")
+    p.add_argument("--queries", nargs="+", required=True, help="query hashes .h5")
+    p.add_argument("--references", nargs="+", required=True, help="reference hashes .h5")
+    p.add_argument("-o", "--out", required=True, help="pairs .parquet")
+    BaselineParams.add_arguments(p)
+
+
+def _add_report(steps: Subparsers) -> None:
+    p = add_command(steps, "report", _bench_report, "score every system and write report.md, results.parquet, plots")
+    p.add_argument("--system", action="append", required=True,
+                   help="NAME=PREDICTIONS[#COLUMN]: a CSV/Parquet of query_id,reference_id,score (or COLUMN)")
+    p.add_argument("--stages", action="append", default=[], help="NAME=rule,rule: workflow steps it runs")
+    p.add_argument("--storage", action="append", default=[], help="NAME=file,file: its reference-side index")
+    p.add_argument("--baseline", help="the system speed ratios are measured against")
+    p.add_argument("--ground-truth", required=True, help="CSV query_id,reference_id")
+    p.add_argument("--categories", help="CSV query_id,kind,recipe for recall@1 per recipe family")
+    p.add_argument("--benchmarks", required=True, help="folder of Snakemake benchmark .tsv files")
+    p.add_argument("--queries-manifests", nargs="+", required=True, help="query manifests .parquet")
+    p.add_argument("--references-manifests", nargs="+", required=True, help="reference manifests .parquet")
+    p.add_argument("-o", "--out", required=True, help="report folder")
+
+
+def register(sub: Subparsers) -> None:
+    bench = sub.add_parser("bench", help="benchmark: build a DISC21-style set, run every system, report",
+                           description="Build a benchmark from real photos and compare d2lv with baselines "
+                           "(`d2lv bench make`, then `d2lv bench run`).")
+    steps = bench.add_subparsers(title="bench steps", metavar="STEP", required=True)
+    for add in (_add_make, _add_run, _add_pdq, _add_report):
+        add(steps)

@@ -1,0 +1,49 @@
+"""Subcommands that take inputs in: ``manifest`` (decode and check a shard) and ``skipped`` (what was not used)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from d2lv.cli.common import Subparsers, add_command
+from d2lv.io.images import DecodeParams
+
+#: The sets whose inputs ``skipped`` reports.
+INPUT_SETS = ("queries", "references")
+
+
+def _manifest(args: argparse.Namespace) -> None:
+    from d2lv.io import manifest, tables
+
+    paths = manifest.shard_paths(args.root, args.shard, args.num_shards)
+    frame = manifest.build_manifest(paths, args.max_pixels, progress=not args.quiet)
+    tables.write_table(frame, args.out, tables.MANIFEST)
+    skipped = (frame.status != "ok").sum()
+    print(f"{len(frame)} images in shard {args.shard}/{args.num_shards}, {skipped} skipped", file=sys.stderr)
+
+
+def _skipped(args: argparse.Namespace) -> None:
+    from d2lv.report import skipped
+
+    frames = [skipped.collect(name, getattr(args, f"{name}_manifests"), getattr(args, f"{name}_features"),
+                              args.min_keypoints) for name in INPUT_SETS]
+    skipped.write_csv(pd.concat(frames, ignore_index=True), args.out)
+
+
+def register(sub: Subparsers) -> None:
+    p = add_command(sub, "manifest", _manifest, "scan a folder of images, decode each, write a Parquet manifest")
+    p.add_argument("root", help="folder searched recursively for images")
+    p.add_argument("-o", "--out", required=True, help="manifest .parquet")
+    p.add_argument("--shard", type=int, default=0, help="keep only this shard (0-based)")
+    p.add_argument("--num-shards", type=int, default=1, help="number of shards the folder is split into")
+    DecodeParams.add_arguments(p)
+
+    p = add_command(sub, "skipped", _skipped, "list inputs that were skipped, with the reason, as CSV")
+    for name in INPUT_SETS:
+        p.add_argument(f"--{name}-manifests", nargs="*", default=[], help=f"{name} manifests .parquet")
+        p.add_argument(f"--{name}-features", nargs="*", default=[], help=f"{name} feature stores .h5")
+    p.add_argument("--min-keypoints", type=int, default=10, help="report images with fewer local features "
+                   "(config sift.min_keypoints)")
+    p.add_argument("-o", "--out", required=True, help="skipped .csv")

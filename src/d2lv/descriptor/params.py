@@ -1,0 +1,78 @@
+"""Options of the global branch (config section ``global``): the network, its training, whitening, search.
+
+Kept apart from the modules that do the work so that the workflow can read them
+at parse time without importing torch, timm or faiss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from d2lv.device import DEVICES
+from d2lv.options import Options, option
+
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+DEFAULT_IMAGE_SIZE = 224
+
+#: The ISC 2021 descriptor set (:data:`d2lv.descriptor.store.SETS`) each input set is stored as.
+ISC_SET = {"queries": "query", "calibration": "query", "references": "reference", "background": "reference"}
+
+
+@dataclass(frozen=True)
+class BackboneParams(Options):
+    """The descriptor network and where it runs."""
+
+    section: ClassVar[str] = "global"
+    backbone: str = option(DEFAULT_BACKBONE, "timm architecture name, or torchscript (global-extract only: "
+                           "a model that pools and projects itself)")
+    image_size: int = option(DEFAULT_IMAGE_SIZE, "images are resized (not cropped) to this square "
+                             "(global-extract: 0 = the checkpoint's own)")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
+
+
+@dataclass(frozen=True)
+class CheckpointParams(Options):
+    """The descriptor network's weights."""
+
+    section: ClassVar[str] = "global"
+    checkpoint: str = option("", "weights file: timm/EsViT state dict, TorchScript, or a train-descriptor "
+                             "checkpoint; empty: the offline ImageNet weights")
+
+
+@dataclass(frozen=True)
+class TrainParams(Options):
+    """Contrastive fine-tuning."""
+
+    section: ClassVar[str] = "global"
+    dim: int = option(256, "size of the learned projection")
+    steps: int = option(2000, "optimiser steps", key="global.train_steps")
+    batch_size: int = option(64, "images per step (two edited views each)", key="global.train_batch_size")
+    lr: float = option(1e-4, "learning rate", key="global.train_lr")
+
+
+@dataclass(frozen=True)
+class WhiteningParams(Options):
+    """PCA whitening."""
+
+    section: ClassVar[str] = "global"
+    dim: int = option(256, "output dimensions")
+    shrinkage: float = option(0.1, "regulariser relative to the mean eigenvalue: keeps low-variance "
+                              "directions from exploding")
+
+
+@dataclass(frozen=True)
+class SearchParams(Options):
+    """Global candidates."""
+
+    section: ClassVar[str] = "global"
+    topk: int = option(10, "references kept per query")
+
+
+@dataclass(frozen=True)
+class BackgroundParams(Options):
+    """Background normalisation (with --background)."""
+
+    section: ClassVar[str] = "global"
+    background_k: int = option(1, "use the k-th nearest background image")
+    background_beta: float = option(1.0, "weight of the background similarity")

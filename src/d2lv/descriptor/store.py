@@ -1,0 +1,86 @@
+"""Descriptor files in the HDF5 layout of the ISC 2021 descriptor track.
+
+``query`` / ``reference`` float32 [n, d] and ``query_ids`` / ``reference_ids``
+(variable-length strings). A shard file holds one set (:func:`write_descriptor_shard`);
+:func:`combine_isc` gathers shards into one file with both sets.
+
+Needs neither torch nor timm: the jobs that only search, whiten or export stay light.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from d2lv.io import hdf5
+
+#: The sets of the layout; :data:`d2lv.descriptor.params.ISC_SET` maps each input set onto one.
+SETS = ("query", "reference")
+
+
+def _check_set(set_name: str) -> None:
+    if set_name not in SETS:
+        raise ValueError(f"set must be one of {SETS}, got {set_name!r}")
+
+
+def _write_set(h5: h5py.File, set_name: str, ids: Sequence[str], descriptors: np.ndarray) -> None:
+    descriptors = np.asarray(descriptors, dtype=np.float32)
+    if descriptors.ndim != 2 or len(descriptors) != len(ids):
+        raise ValueError(f"{len(ids)} ids but descriptors of shape {descriptors.shape}")
+    h5.create_dataset(set_name, data=descriptors)
+    hdf5.write_ids(h5, f"{set_name}_ids", ids)
+
+
+def write_descriptor_shard(path: str | os.PathLike, set_name: str, ids: Sequence[str], descriptors: np.ndarray,
+                           attrs: Mapping[str, object] | None = None) -> None:
+    """One shard of one set: datasets ``<set>`` and ``<set>_ids``."""
+    _check_set(set_name)
+    with h5py.File(path, "w") as h5:
+        _write_set(h5, set_name, ids, descriptors)
+        h5.attrs.update(dict(attrs or {}))
+
+
+def read_descriptors(paths: hdf5.PathOrPaths, set_name: str) -> tuple[list[str], np.ndarray]:
+    """(ids, float32 [n, d]) of ``set_name`` from shard files or combined ISC files, concatenated."""
+    _check_set(set_name)
+    ids: list[str] = []
+    arrays = []
+    for path in hdf5.as_paths(paths):
+        with h5py.File(path, "r") as h5:
+            if set_name not in h5:
+                raise KeyError(f"{path} holds no {set_name!r} descriptors (it has {sorted(h5.keys())})")
+            ids.extend(hdf5.read_ids(h5[f"{set_name}_ids"]))
+            arrays.append(h5[set_name][:].astype(np.float32, copy=False))
+    dims = {a.shape[1] for a in arrays}
+    if len(dims) > 1:
+        raise ValueError(f"descriptor files of {set_name!r} mix dimensions {sorted(dims)}")
+    return ids, hdf5.concatenate(arrays, (0, 0), np.float32)
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, object]:
+    with h5py.File(path, "r") as h5:
+        return dict(h5.attrs)
+
+
+def combine_isc(out: str | os.PathLike, query_shards: Iterable[str | os.PathLike],
+                reference_shards: Iterable[str | os.PathLike],
+                transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    """Gather shard files into one ISC 2021 descriptor file (``query``, ``reference``,
+    ``query_ids``, ``reference_ids``), optionally mapping descriptors through ``transform``
+    (e.g. a whitening); the first shard's attributes are kept."""
+    query_shards, reference_shards = list(query_shards), list(reference_shards)
+    query_ids, query = read_descriptors(query_shards, "query")
+    reference_ids, reference = read_descriptors(reference_shards, "reference")
+    if transform is not None:
+        query, reference = transform(query), transform(reference)
+    if len(query) and len(reference) and query.shape[1] != reference.shape[1]:
+        raise ValueError(f"query descriptors have {query.shape[1]} dimensions, references {reference.shape[1]}")
+    first = (query_shards + reference_shards)[:1]
+    attrs = read_attrs(first[0]) if first else {}
+    with h5py.File(out, "w") as h5:
+        _write_set(h5, "query", query_ids, query)
+        _write_set(h5, "reference", reference_ids, reference)
+        h5.attrs.update(attrs)

@@ -1,0 +1,42 @@
+"""Options of the copy-region detector: its network, its training, which box it keeps.
+
+Kept apart from the modules that do the work so that the workflow can read them at
+parse time without importing torch or Ultralytics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from d2lv.device import DEVICES
+from d2lv.options import Options, option
+
+
+@dataclass(frozen=True)
+class DetectorParams(Options):
+    """The detector network, in training and in detection."""
+
+    section: ClassVar[str] = "detect"
+    image_size: int = option(320, "network input side (a multiple of 32); detect with the training one")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
+
+
+@dataclass(frozen=True)
+class TrainingParams(Options):
+    """Training the detector on images synthesised from the references."""
+
+    section: ClassVar[str] = "detect"
+    train_images: int = option(300, "training images to synthesise (10%% for validation)", flags=("--images",))
+    train_epochs: int = option(8, "training epochs", flags=("--epochs",))
+    train_batch_size: int = option(16, "images per training batch", flags=("--batch",))
+
+
+@dataclass(frozen=True)
+class BoxParams(Options):
+    """Which detected box is kept: the original method's rule."""
+
+    section: ClassVar[str] = "detect"
+    confidence: float = option(0.25, "ignore boxes less confident than this")
+    max_area: float = option(0.85, "ignore boxes covering more of the image than this")
+    max_aspect: float = option(4.0, "ignore boxes longer than this times their width (either way)")

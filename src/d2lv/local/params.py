@@ -1,0 +1,89 @@
+"""Options of the local branch: SIFT extraction, the faiss index, recall, candidate selection, verification.
+
+Kept apart from the modules that do the work so that the workflow can read them
+at parse time without importing OpenCV or faiss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from d2lv.options import Options, option
+
+GEOMETRIES = ("homography", "affine", "none")
+CANDIDATE_MODES = ("topk", "single")
+
+
+@dataclass(frozen=True)
+class SiftParams(Options):
+    """RootSIFT extraction."""
+
+    section: ClassVar[str] = "sift"
+    short_side: int = option(300, "downscale so the short side is at most this (the original method's 300)")
+    max_keypoints: int = option(600, "keep the strongest keypoints")
+
+
+@dataclass(frozen=True)
+class IndexParams(Options):
+    """The faiss index over a reference shard's descriptors."""
+
+    section: ClassVar[str] = "local"
+    factory: str = option("auto", "faiss index factory string, or auto (Flat below 50k descriptors, IVF above)",
+                          key="local.index_factory")
+
+
+@dataclass(frozen=True)
+class RecallParams(Options):
+    """kNN search of query descriptors and votes per reference."""
+
+    section: ClassVar[str] = "local"
+    knn: int = option(3, "neighbours per query descriptor")
+    max_distance: float = option(0.2, "squared L2 between RootSIFT vectors (0..2) above which a neighbour casts "
+                                 "no vote")
+    topk: int = option(20, "references kept per query")
+    min_votes: int = option(2, "drop references with fewer votes")
+    nprobe: int = option(16, "IVF lists visited per search")
+
+
+@dataclass(frozen=True)
+class CandidateParams(Options):
+    """Each query's final local candidates."""
+
+    section: ClassVar[str] = "local"
+    topk: int = option(20, "references kept per query (mode topk)")
+    mode: str = option("topk", "topk: best references by votes; single: the original method's one-candidate rule",
+                       choices=CANDIDATE_MODES)
+
+
+@dataclass(frozen=True)
+class SingleCandidateRule(Options):
+    """The original imgFp rule (mode single): keep one reference per query, only when it clearly wins."""
+
+    section: ClassVar[str] = "local.single"
+    min_votes: int = option(3, "single: the winner needs strictly more votes than this, and than the runner-up",
+                            flags=("--single-min-votes",))
+    min_votes_alone: int = option(5, "single: ... or more than this when no other reference got votes",
+                                  flags=("--single-min-votes-alone",))
+    max_mean_distance: float = option(0.35, "single: and a mean squared L2 below this",
+                                      flags=("--single-max-distance",))
+
+
+@dataclass(frozen=True)
+class VerifyParams(Options):
+    """2-NN ratio matching, mirrored pass and geometric verification."""
+
+    section: ClassVar[str] = "verify"
+    ratio: float = option(0.745, "Lowe ratio: keep a match if d1 < ratio * d2 (the original's 1.8 d1^2 < d2^2)")
+    mirrored: bool = option(True, "also match the left-right mirrored reference and keep the better pass",
+                            flags=("--mirror",))
+    geometry: str = option("homography", "transform fitted with MAGSAC++; none counts every ratio-test match",
+                           choices=GEOMETRIES)
+    ransac_threshold: float = option(4.0, "inlier threshold in pixels at the SIFT extraction scale")
+    short_side: int = option(300, "the SIFT extraction's short side (scales the threshold)", key="sift.short_side")
+
+    def __post_init__(self) -> None:
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"unknown geometry {self.geometry!r}; expected one of {GEOMETRIES}")
+        if not 0 < self.ratio <= 1:
+            raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")

@@ -1,0 +1,131 @@
+"""The merge: calibration copies of the references, the sum and calibrated modes, the model file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from d2lv.cli import main
+from d2lv.fusion import features as output
+from d2lv.fusion import merge
+from d2lv.fusion.params import MODES
+from d2lv.io import isc, tables
+from d2lv.io.images import image_id
+from d2lv.synth import calibration, demo, families
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    demo.make_demo(out, progress=False)
+    return out / "references"
+
+
+@pytest.fixture(scope="module")
+def calibrated_run(references, tmp_path_factory) -> Path:
+    """Every step of a local-only pipeline on 30 calibration copies, through the CLI, then fit-merge."""
+    work = tmp_path_factory.mktemp("run")
+    run = lambda *args: main([*map(str, args)])  # noqa: E731
+    assert run("manifest", "--quiet", references, "--shard", 0, "--num-shards", 1, "-o", work / "refs.parquet") == 0
+    assert run("make-calibration", "--quiet", work / "refs.parquet", "-o", work / "cal", "--queries", 30) == 0
+    assert run("manifest", "--quiet", work / "cal" / "queries", "--shard", 0, "--num-shards", 1,
+               "-o", work / "cal.parquet") == 0
+    for name in ("refs", "cal"):
+        assert run("sift", "--quiet", work / f"{name}.parquet", "-o", work / f"{name}.h5") == 0
+    assert run("local-index", "--quiet", work / "refs.h5", "-o", work / "refs.faiss", "--factory", "Flat") == 0
+    assert run("local-recall", "--quiet", "--index", work / "refs.faiss", "--references", work / "refs.h5",
+               "--queries", work / "cal.h5", "-o", work / "pairs.parquet") == 0
+    assert run("verify", "--quiet", "--pairs", work / "pairs.parquet", "--queries", work / "cal.h5",
+               "--references", work / "refs.h5", "--branch", "local", "-o", work / "scores.parquet") == 0
+    assert run("local-candidates", "--quiet", "--pairs", work / "pairs.parquet", "-o", work / "candidates.parquet") == 0
+    inputs = ["--local", work / "candidates.parquet", "--scores", work / "scores.parquet"]
+    assert run("fit-merge", *inputs, "--ground-truth", work / "cal" / "ground_truth.csv",
+               "--ignore", work / "cal" / "backdrops.csv", "-o", work / "model.json") == 0
+    for mode in MODES:
+        assert run("matches", "--quiet", *inputs, "--mode", mode, "--model", work / "model.json",
+                   "-o", work / f"{mode}.csv", "--parquet", work / f"{mode}.parquet") == 0
+    return work
+
+
+def test_calibration_copies_name_their_source_and_cover_every_family(references, tmp_path):
+    paths = sorted(references.glob("*.jpg"))
+    calibration.make_calibration(paths, tmp_path / "a", 22, progress=False)
+    calibration.make_calibration(paths, tmp_path / "b", 22, progress=False)
+    truth = pd.read_csv(tmp_path / "a" / "ground_truth.csv", dtype=str)
+    assert len(truth) == 22 and set(truth.reference_id) <= {image_id(p) for p in paths}
+    categories = pd.read_csv(tmp_path / "a" / "categories.csv", dtype=str)
+    assert categories.recipe.value_counts().to_dict() == dict.fromkeys(families.FAMILIES, 2)
+    # A copy pasted onto (or framed by) another reference names that backdrop, never its own source.
+    backdrops = pd.read_csv(tmp_path / "a" / "backdrops.csv", dtype=str).merge(truth, on="query_id")
+    placed = categories[categories.recipe.isin(["paste", "padding", "combo"])]
+    assert set(backdrops.query_id) == set(placed.query_id)
+    assert (backdrops.reference_id_x != backdrops.reference_id_y).all()
+    files = calibration.planned_calibration_files(tmp_path / "a", 22)
+    assert all(f.exists() for f in files)
+    assert [f.read_bytes() for f in files] == [(tmp_path / "b" / "queries" / f.name).read_bytes() for f in files]
+
+
+def test_calibration_needs_two_references(references, tmp_path):
+    with pytest.raises(ValueError, match="merge.mode: sum"):
+        calibration.make_calibration(sorted(references.glob("*.jpg"))[:1], tmp_path, 5, progress=False)
+
+
+def test_sum_mode_adds_every_view_and_breaks_ties_by_global_similarity():
+    pairs = pd.DataFrame({
+        "verify_local_score": [10.0, np.nan, 10.0],
+        "verify_local_crop_score": [5.0, 7.0, 5.0],
+        "global_similarity": [np.nan, 0.5, 0.25],
+    })
+    assert merge.sum_score(pairs).tolist() == pytest.approx([15.0, 7.0 + 0.4995, 15.0 + 0.24975])
+
+
+def test_fitted_model_ranks_copies_first_and_scores_are_probabilities(calibrated_run):
+    model = json.loads((calibrated_run / "model.json").read_text())
+    assert model["n_positive"] >= 25 and model["n_negative"] > model["n_positive"]
+    backdrops = pd.read_csv(calibrated_run / "cal" / "backdrops.csv", dtype=str)
+    candidates = pd.read_parquet(calibrated_run / "sum.parquet")
+    left_out = isc.is_positive(candidates, backdrops).sum()
+    assert left_out > 0  # backdrops are found, and are neither positives nor negatives of the fit
+    assert model["n_positive"] + model["n_negative"] == len(candidates) - left_out
+    assert model["features"] == merge.design_matrix(pd.DataFrame())[0]
+    assert model["calibration_metrics"]["calibrated"]["micro_ap"] >= 0.85
+
+    calibrated = pd.read_parquet(calibrated_run / "calibrated.parquet")
+    assert calibrated.score.between(0, 1).all()
+    truth = isc.read_ground_truth(calibrated_run / "cal" / "ground_truth.csv")
+    labels = isc.is_positive(calibrated, truth)
+    assert calibrated.score[labels].median() > 0.5 > calibrated.score[~labels].quantile(0.9)
+    # The file's score is the model's probability of the parquet's features.
+    fitted = merge.load_model(calibrated_run / "model.json")
+    assert fitted.probability(calibrated) == pytest.approx(calibrated.score.to_numpy())
+
+
+def test_sum_mode_reproduces_the_summed_counts(calibrated_run):
+    pairs = pd.read_parquet(calibrated_run / "sum.parquet")
+    assert pairs.score.to_numpy() == pytest.approx(pairs.score_sum.to_numpy())
+    assert pairs.score.to_numpy() == pytest.approx(pairs.verify_local_score.to_numpy())  # one view, no global
+    csv = isc.read_isc_csv(calibrated_run / "sum.csv")
+    assert csv.groupby("query_id").size().max() <= 10 and csv.score.is_monotonic_decreasing
+
+
+def test_calibrated_mode_needs_a_matching_model(calibrated_run, tmp_path):
+    candidates = {"local": tables.read_tables([calibrated_run / "candidates.parquet"], tables.PAIRS)}
+    scores = tables.read_tables([calibrated_run / "scores.parquet"], tables.SCORES)
+    with pytest.raises(ValueError, match="fitted model"):
+        output.assemble_matches(candidates, scores, "calibrated")
+    stale = json.loads((calibrated_run / "model.json").read_text())
+    stale["features"] = stale["features"][:-1]
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    with pytest.raises(ValueError, match="refit"):
+        output.assemble_matches(candidates, scores, "calibrated", merge.load_model(tmp_path / "stale.json"))
+
+
+def test_fit_refuses_labels_without_positives(calibrated_run):
+    candidates = {"local": tables.read_tables([calibrated_run / "candidates.parquet"], tables.PAIRS)}
+    pairs = output.pair_features(candidates, tables.read_tables([calibrated_run / "scores.parquet"], tables.SCORES))
+    with pytest.raises(ValueError, match="merge.mode: sum"):
+        merge.fit_calibrated(pairs, np.zeros(len(pairs), bool))

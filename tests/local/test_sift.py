@@ -1,0 +1,56 @@
+"""RootSIFT extraction on real photos, its mirrored keypoints, and the OpenCV build that provides it."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from d2lv.local import sift
+
+
+class TestExtract:
+    def test_keypoints_in_original_pixels_and_capped(self, photos):
+        image = photos["astronaut"]  # 512x512, extracted at 300x300
+        keypoints, descriptors = sift.extract(image, short_side=300, max_keypoints=400)
+        assert 300 < len(keypoints) <= 400
+        assert descriptors.dtype == np.uint8 and descriptors.shape == (len(keypoints), 128)
+        assert keypoints[:, 0].max() > 400, "x must be rescaled to the original 512 px width"
+        assert (keypoints[:, :2] >= 0).all() and (keypoints[:, :2] < 512).all()
+
+    def test_rootsift_has_unit_norm(self, photos):
+        _, descriptors = sift.extract(photos["chelsea"])
+        norms = np.linalg.norm(sift.dequantize(descriptors), axis=1)
+        np.testing.assert_allclose(norms, 1.0, atol=0.02)
+
+    def test_small_image_is_not_upscaled(self, photos):
+        small = cv2.resize(photos["coffee"], (200, 133))
+        keypoints, _ = sift.extract(small, short_side=300)
+        assert keypoints[:, 0].max() < 200
+
+    def test_blank_image_has_no_keypoints(self):
+        keypoints, descriptors = sift.extract(np.full((200, 300), 128, np.uint8))
+        assert keypoints.shape == (0, 4) and descriptors.shape == (0, 128)
+
+
+def test_mirror_equals_extraction_on_the_mirrored_image(photos):
+    image = photos["astronaut"]
+    raw = cv2.SIFT_create(nfeatures=300)
+    kps, des = raw.detectAndCompute(image, None)
+    points = np.array([(k.pt[0], k.pt[1], k.size, k.angle) for k in kps], np.float32)
+    mirrored_points, mirrored = sift.mirror(points, sift.rootsift_uint8(des), image.shape[1])
+    flipped_kps = [cv2.KeyPoint(float(x), float(y), float(s), float(a), k.response, k.octave)
+                   for (x, y, s, a), k in zip(mirrored_points, kps)]
+    _, expected = raw.compute(np.ascontiguousarray(image[:, ::-1]), flipped_kps)
+    error = np.abs(mirrored.astype(float) - sift.rootsift_uint8(expected)).mean()
+    unpermuted = np.abs(sift.rootsift_uint8(des).astype(float) - sift.rootsift_uint8(expected)).mean()
+    assert error < 0.2 * unpermuted
+
+
+def test_only_the_contrib_headless_opencv_is_installed():
+    from importlib import metadata
+
+    installed = {dist.metadata["Name"].lower() for dist in metadata.distributions()}
+    shadowing = {"opencv-python", "opencv-contrib-python", "opencv-python-headless"} & installed
+    assert "opencv-contrib-python-headless" in installed
+    assert not shadowing, f"these wheels also provide cv2 and may shadow the contrib build: {shadowing}"
+    assert hasattr(cv2, "ximgproc"), "cv2 is not the contrib build"

@@ -1,0 +1,27 @@
+"""The HDF5 feature store: shards read back as one store."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from d2lv.local import store
+from d2lv.local.sift import extract
+
+
+class TestStore:
+    def test_round_trip_over_two_shards(self, photos, tmp_path):
+        a = store.ImageFeatures("a", *photos["chelsea"].shape[1::-1], *extract(photos["chelsea"], 300, 200))
+        b = store.ImageFeatures("b", *photos["coffee"].shape[1::-1], *extract(photos["coffee"], 300, 150))
+        empty = store.ImageFeatures("blank", 10, 10, np.zeros((0, 4), np.float32), np.zeros((0, 128), np.uint8))
+        store.write_store(tmp_path / "0.h5", [a, empty], {"short_side": 300})
+        store.write_store(tmp_path / "1.h5", [b], {"short_side": 300})
+        both = store.FeatureStore([tmp_path / "0.h5", tmp_path / "1.h5"])
+        assert both.ids == ["a", "blank", "b"]
+        assert list(both.counts()) == [len(a.descriptors), 0, len(b.descriptors)]
+        got = both.get("b")
+        np.testing.assert_array_equal(got.descriptors, b.descriptors)
+        np.testing.assert_array_equal(got.keypoints, b.keypoints)
+        assert (got.width, got.height) == (b.width, b.height)
+        rows = np.array([0, len(a.descriptors) - 1, len(a.descriptors)])
+        assert list(both.owner(rows)) == [0, 0, 2]
+        assert both.attrs["short_side"] == 300

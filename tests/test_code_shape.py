@@ -1,0 +1,61 @@
+"""The code stays readable: no module over 400 lines, no function over 60 (docstring included)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parents[1] / "src" / "d2lv"
+MODULES = sorted(SOURCE.rglob("*.py"))
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: str(p.relative_to(SOURCE)))
+def test_module_and_function_sizes(module):
+    text = module.read_text()
+    assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{module} has over {MAX_MODULE_LINES} lines: split it"
+    long = [f"{node.name} ({node.end_lineno - node.lineno + 1} lines)" for node in ast.walk(ast.parse(text))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines in {module}: {long}"
+
+
+def test_every_subpackage_says_what_it_is_for():
+    for init in SOURCE.glob("*/__init__.py"):
+        assert (ast.get_docstring(ast.parse(init.read_text())) or "").strip(), f"{init} needs a docstring"
+
+
+#: Each subpackage's layer: a module imports only from lower layers or its own subpackage, so the
+#: dependencies point one way (io <- stages <- fusion <- evaluation/report <- bench/synth <- cli/workflow).
+LAYERS = {
+    "errors": 0, "options": 0, "device": 0, "io": 1,
+    "local": 2, "descriptor": 2, "detect": 2,
+    "fusion": 3, "evaluation": 4, "report": 5, "bench": 6, "synth": 7,
+    "workflow": 8, "cli": 8,
+}
+
+
+def _d2lv_imports(tree: ast.AST) -> set[str]:
+    """The d2lv subpackages a module imports from, wherever the import statement is."""
+    found = set()
+    for node in ast.walk(tree):
+        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "d2lv" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: str(p.relative_to(SOURCE)))
+def test_dependencies_point_one_way(module):
+    own = module.relative_to(SOURCE).parts[0].removesuffix(".py")
+    if own == "__init__":
+        return
+    upward = {name for name in _d2lv_imports(ast.parse(module.read_text()))
+              if name != own and LAYERS[name] >= LAYERS[own]}
+    assert not upward, f"{module} (layer {LAYERS[own]}) imports from {sorted(upward)}"

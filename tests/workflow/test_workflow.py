@@ -1,0 +1,164 @@
+"""The Snakemake workflow end to end: demo run, user data, bad inputs, incremental re-runs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import skimage.data
+import yaml
+
+from d2lv.synth import demo
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir`` with its config overlays (see :func:`workdir_with_config`)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(SMALL), str(workdir / OVERLAY), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule name -> job count of a dry run (empty when nothing is to be done)."""
+    result = snakemake(workdir, "--dry-run", *args)
+    text = result.stdout + result.stderr
+    table = re.search(r"Job stats:\njob\s+count\n-+\s+-+\n(.*?)\ntotal", text, re.S)
+    if table is None:
+        assert "Nothing to be done" in text, text
+        return {}
+    return {rule: int(n) for rule, n in (line.split() for line in table.group(1).splitlines())}
+
+
+#: Settings small enough for tests, layered over config.yaml.
+SMALL = Path(__file__).with_name("small.yaml")
+#: Each test's own overlay, written into its working folder.
+OVERLAY = "overlay.yaml"
+
+
+def workdir_with_config(tmp_path: Path, overlay: dict | None = None) -> Path:
+    """A working folder holding the default config.yaml and ``overlay`` (nested keys) as overlay.yaml."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    (tmp_path / OVERLAY).write_text(yaml.safe_dump(overlay or {}))
+    return tmp_path
+
+
+def read_matches(path: Path) -> pd.DataFrame:
+    lines = path.read_text().splitlines()
+    assert lines[0] == "query_id,reference_id,score"
+    return pd.read_csv(path, dtype={"query_id": str, "reference_id": str})
+
+
+def test_demo_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
+    work = workdir_with_config(tmp_path)
+    snakemake(work)
+    results = work / "results" / "demo"
+    matches = read_matches(results / "matches.csv")
+    assert not matches.duplicated(["query_id", "reference_id"]).any()
+    assert matches.groupby("query_id").size().max() <= 10
+    assert matches.score.is_monotonic_decreasing
+    metrics = pd.read_json(results / "metrics.json", typ="series")
+    assert metrics.micro_ap >= 0.9 and metrics.recall_at_1 >= 0.9
+    assert (results / "matches.parquet").exists() and (results / "skipped.csv").exists()
+    model = pd.read_json(work / "results" / "demo" / "work" / "merge" / "model.json", typ="series")
+    assert model.n_positive > 0 and model.n_negative > model.n_positive
+
+    snakemake(work, "--report", str(work / "report.html"))
+    html = (work / "report.html").read_text()
+    pictures = sorted(p.name for p in (results / "report" / "pairs").glob("*.jpg"))
+    assert pictures and all(name in html for name in ["pr_curve.png", "metrics.csv", *pictures])
+
+    assert planned_jobs(work) == {}
+    # a new ratio: every query view of both query sets is verified again
+    workdir_with_config(tmp_path, {"verify": {"ratio": 0.7}})
+    assert planned_jobs(work) == {"verify": 4, "fit_merge": 1, "matches": 1, "evaluate": 1,
+                                  "report_figures": 1, "all": 1}
+    workdir_with_config(tmp_path, {"merge": {"regularisation": 0.5}})  # refitting reruns only the merge
+    assert planned_jobs(work) == {"fit_merge": 1, "matches": 1, "evaluate": 1, "report_figures": 1, "all": 1}
+
+
+@pytest.fixture
+def user_sets(tmp_path) -> tuple[Path, Path, Path]:
+    """Demo images as user folders (nested), plus broken files in both sets."""
+    demo.make_demo(tmp_path / "demo")
+    queries, references = tmp_path / "in" / "q", tmp_path / "in" / "r"
+    shutil.copytree(tmp_path / "demo" / "queries", queries / "batch1")
+    shutil.copytree(tmp_path / "demo" / "references", references)
+    (references / "empty.jpg").write_bytes(b"")
+    (references / "notes.png").write_text("not an image")
+    data = (queries / "batch1" / "Q00000.jpg").read_bytes()
+    (queries / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    return queries, references, tmp_path / "demo" / "ground_truth.csv"
+
+
+def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets):
+    queries, references, ground_truth = user_sets
+    work = workdir_with_config(tmp_path / "run")
+    contract = ["--config", f"queries={queries}", f"references={references}", f"results={tmp_path / 'out'}",
+                f"ground_truth={ground_truth}", "shard_size=3"]
+    snakemake(work, *contract)  # 10 references -> 4 shards
+
+    skipped = pd.read_csv(tmp_path / "out" / "skipped.csv", keep_default_na=False)
+    reasons = dict(zip(skipped.id, skipped.reason))
+    assert {"empty", "notes", "truncated"} <= set(reasons)
+    assert "empty" in reasons["empty"] and "unreadable" in reasons["notes"]
+    matches = read_matches(tmp_path / "out" / "matches.csv")
+    assert "truncated" not in set(matches.query_id)
+    assert pd.read_json(tmp_path / "out" / "metrics.json", typ="series").micro_ap >= 0.9
+
+    photo = Path(skimage.data.__file__).parent / "motorcycle_right.png"
+    shutil.copy(photo, references / "extra.png")  # 11 files: still 4 shards; "extra" is not in shard 0,
+    jobs = planned_jobs(work, *contract)  # so the whitening (fitted on shard 0) stays
+    # Its shard's steps, once per query view (queries, calibration, and their crops) or query set ...
+    per_shard = {"manifest": 1, "sift": 1, "local_index": 1, "global_extract": 1, "local_recall": 4,
+                 "verify": 4, "global_search": 2}
+    assert {rule: jobs.get(rule) for rule in per_shard} == per_shard
+    # ... and the gathers; the detector and the calibration copies, made from shard 0, stay.
+    gathers = {"local_candidates": 4, "global_candidates": 2, "global_export": 1, "fit_merge": 1,
+               "matches": 1, "skipped": 1, "evaluate": 1, "report_figures": 1, "all": 1}
+    assert jobs == per_shard | gathers
+
+
+def test_duplicate_ids_stop_the_run_before_any_job(tmp_path, user_sets):
+    queries, references, _ = user_sets
+    (queries / "batch2").mkdir()
+    shutil.copy(queries / "batch1" / "Q00001.jpg", queries / "batch2" / "Q00001.jpg")
+    work = workdir_with_config(tmp_path / "run")
+    result = snakemake(work, "--config", f"queries={queries}", f"references={references}",
+                       f"results={tmp_path / 'out'}", check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "batch1/Q00001.jpg" in message and "batch2/Q00001.jpg" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_wires_the_detector_crop_branch_and_calibration(tmp_path):
+    jobs = planned_jobs(workdir_with_config(tmp_path / "default"))
+    # One reference shard and one shard per query set: queries and the calibration copies.
+    assert jobs["train_detector"] == 1 and jobs["make_calibration"] == 1 and jobs["fit_merge"] == 1
+    assert jobs["detect"] == 2  # per query set
+    assert jobs["sift"] == 5  # references, queries, calibration, and both sets' crops
+    assert jobs["local_recall"] == jobs["verify"] == jobs["local_candidates"] == 4  # per query view
+    assert jobs["global_search"] == jobs["global_candidates"] == 2  # per query set, crops described in place
+
+    own_weights = tmp_path / "detector.pt"
+    own_weights.write_bytes(b"")
+    jobs = planned_jobs(workdir_with_config(tmp_path / "weights", {"detect": {"weights": str(own_weights)}}))
+    assert "train_detector" not in jobs and jobs["detect"] == 2
+
+    jobs = planned_jobs(workdir_with_config(tmp_path / "sum", {"merge": {"mode": "sum"}}))
+    assert not {"make_calibration", "fit_merge"} & set(jobs) and jobs["detect"] == 1
+
+    jobs = planned_jobs(workdir_with_config(tmp_path / "plain", {"detect": {"enabled": False}}))
+    assert not {"train_detector", "detect"} & set(jobs) and jobs["local_recall"] == 2
