@@ -93,13 +93,15 @@ rule bench_report:
         categories=CATEGORIES or [],
         pdq=f"{BENCH}/pdq.parquet",
         cnn=f"{BENCH}/cnn.parquet",
-        local_candidates=f"{WORK}/local/queries/candidates.parquet",
-        global_candidates=[f"{WORK}/global/queries/candidates.parquet"] if GLOBAL_ENABLED else [],
+        local_candidates=shard_files(f"{WORK}/local/queries/candidates/{{shard}}.parquet", "queries"),
+        global_candidates=(
+            shard_files(f"{WORK}/global/queries/candidates/{{shard}}.parquet", "queries") if GLOBAL_ENABLED else []
+        ),
         matches=f"{RESULTS}/matches.parquet",
         global_store=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references") if GLOBAL_ENABLED else [],
         pdq_store=shard_files(f"{WORK}/pdq/{{set}}/{{shard}}.h5", "references"),
         cnn_store=shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "references"),
-        local_index=shard_files(f"{WORK}/local/index/{{shard}}.faiss", "references"),
+        local_index=[f"{INDEX}/merged.faiss", f"{INDEX}/merged.ivfdata"],
         local_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
         queries_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
         references_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),

@@ -1,3 +1,4 @@
+import os
 import shlex
 
 from d2lv import workflow as d2lv_workflow
@@ -13,7 +14,15 @@ from d2lv.descriptor.params import (
 from d2lv.detect.params import BoxParams, DetectorParams, TrainingParams
 from d2lv.fusion.params import CalibrationParams, FitParams, MergeParams, OutputParams
 from d2lv.io.images import DecodeParams
-from d2lv.local.params import CandidateParams, IndexParams, RecallParams, SiftParams, SingleCandidateRule, VerifyParams
+from d2lv.local.params import (
+    CandidateParams,
+    IndexDevice,
+    IndexParams,
+    RecallParams,
+    SiftParams,
+    SingleCandidateRule,
+    VerifyParams,
+)
 from d2lv.report.params import ReportParams
 
 RESULTS = config["results"]
@@ -31,8 +40,12 @@ CALIBRATION_DIR = f"{WORK}/calibration"
 GROUND_TRUTH = d2lv_workflow.ground_truth(config)
 CATEGORIES = d2lv_workflow.categories(config)
 
+# Query sets may be cut into shards of their own size (query_shard_size; 0: shard_size).
+QUERY_SHARD_SIZE = config["query_shard_size"] or config["shard_size"]
 PLANS = {
-    name: d2lv_workflow.shard_plan(folder, name, config["shard_size"], config.get("demo_dir"))
+    name: d2lv_workflow.shard_plan(
+        folder, name, QUERY_SHARD_SIZE if name == "queries" else config["shard_size"], config.get("demo_dir")
+    )
     for name, folder in SET_FOLDERS.items()
 }
 # Query sets: the user's queries, and the calibration copies the merge is fitted on.
@@ -40,7 +53,7 @@ QUERY_SETS = ["queries"]
 if CALIBRATED:
     SET_FOLDERS["calibration"] = f"{CALIBRATION_DIR}/queries"
     PLANS["calibration"] = d2lv_workflow.calibration_plan(
-        CALIBRATION_DIR, MERGE["calibration_queries"], config["shard_size"]
+        CALIBRATION_DIR, MERGE["calibration_queries"], QUERY_SHARD_SIZE
     )
     QUERY_SETS.append("calibration")
 # Query views: each query set, and its crops to the detected copy region (same shards).
@@ -66,15 +79,14 @@ def shard_files(pattern, set_name):
     return expand(pattern, set=set_name, shard=list(PLANS[set_name]))
 
 
-def view_pairs(view, shard):
-    """Every candidate pair a query view verifies in one reference shard: all branches' of its query set."""
-    qset = VIEWS[view]
-    pairs = [f"{WORK}/local/{qset}/pairs/{shard}.parquet"]
+def candidate_tables(qset, shard):
+    """Every branch's candidates of one query shard: the pairs each of its views verifies."""
+    tables = [f"{WORK}/local/{qset}/candidates/{shard}.parquet"]
     if DETECT_ENABLED:
-        pairs.append(f"{WORK}/local/{qset}_crops/pairs/{shard}.parquet")
+        tables.append(f"{WORK}/local/{qset}_crops/candidates/{shard}.parquet")
     if GLOBAL_ENABLED:
-        pairs.append(f"{WORK}/global/{qset}/pairs/{shard}.parquet")
-    return pairs
+        tables.append(f"{WORK}/global/{qset}/candidates/{shard}.parquet")
+    return tables
 
 
 def query_crops(wildcards):
@@ -87,12 +99,13 @@ def query_crops(wildcards):
 def merge_inputs(qset):
     """What the merge of one query set reads: candidates of every branch, scores of every view, boxes."""
     views = [v for v, base in VIEWS.items() if base == qset]
+    per_shard = lambda pattern: shard_files(pattern, qset)
     return {
-        "local": f"{WORK}/local/{qset}/candidates.parquet",
-        "crop": [f"{WORK}/local/{qset}_crops/candidates.parquet"] if DETECT_ENABLED else [],
-        "global_": [f"{WORK}/global/{qset}/candidates.parquet"] if GLOBAL_ENABLED else [],
-        "scores": [f for v in views for f in shard_files(f"{WORK}/local/{v}/scores/{{shard}}.parquet", "references")],
-        "boxes": shard_files(f"{WORK}/detect/{qset}/boxes/{{shard}}.parquet", qset) if DETECT_ENABLED else [],
+        "local": per_shard(f"{WORK}/local/{qset}/candidates/{{shard}}.parquet"),
+        "crop": per_shard(f"{WORK}/local/{qset}_crops/candidates/{{shard}}.parquet") if DETECT_ENABLED else [],
+        "global_": per_shard(f"{WORK}/global/{qset}/candidates/{{shard}}.parquet") if GLOBAL_ENABLED else [],
+        "scores": [f for v in views for f in per_shard(f"{WORK}/local/{v}/scores/{{shard}}.parquet")],
+        "boxes": per_shard(f"{WORK}/detect/{qset}/boxes/{{shard}}.parquet") if DETECT_ENABLED else [],
     }
 
 
@@ -111,12 +124,14 @@ def report_systems(wildcards, input):
     A branch's steps are its query view's share of each rule (`rule/view`); the merged
     systems pay for every rule, calibration and detector training included.
     """
-    local = "manifest,sift,local_index,local_recall/queries,local_candidates/queries"
-    crop = "manifest,sift,train_detector,detect/queries,local_index,local_recall/queries_crops"
-    glob = "manifest,global_extract,global_whitening,global_search/queries,global_candidates/queries"
-    every = "manifest,sift,local_index,local_recall,local_candidates,verify,global_extract,global_whitening"
-    every += ",global_search,global_candidates,train_detector,detect,make_calibration,fit_merge,matches"
+    index_steps = "local_train,local_add,local_merge"
+    local = f"manifest,sift,{index_steps},local_recall/queries"
+    crop = f"manifest,sift,train_detector,detect/queries,{index_steps},local_recall/queries_crops"
+    glob = "manifest,global_extract,global_whitening,global_search/queries"
+    every = f"manifest,sift,{index_steps},local_recall,verify,global_extract,global_whitening"
+    every += ",global_search,train_detector,detect,make_calibration,fit_merge,matches"
     index = [*input.local_index, *input.local_features]
+    per_shard = lambda files: os.path.join(os.path.dirname(files[0]), "*.parquet")
     systems = [
         ("PDQ", input.pdq, "manifest,bench_pdq_hash,bench_pdq_match", input.pdq_store),
         (
@@ -125,7 +140,7 @@ def report_systems(wildcards, input):
             "manifest,bench_cnn_extract,bench_cnn_search",
             input.cnn_store,
         ),
-        ("d2lv local votes (recall only)", f"{input.local_candidates}#votes", local, input.local_index),
+        ("d2lv local votes (recall only)", f"{per_shard(input.local_candidates)}#votes", local, input.local_index),
         ("d2lv local branch", f"{input.matches}#verify_local_score@local_votes", f"{local},verify/queries", index),
     ]
     if DETECT_ENABLED:
@@ -133,12 +148,14 @@ def report_systems(wildcards, input):
             (
                 "d2lv crop branch",
                 f"{input.matches}#verify_local_crop_score@crop_votes",
-                f"{crop},local_candidates/queries_crops,verify/queries_crops",
+                f"{crop},verify/queries_crops",
                 index,
             )
         )
     if GLOBAL_ENABLED:
-        systems.append(("d2lv global branch", f"{input.global_candidates}#similarity", glob, input.global_store))
+        systems.append(
+            ("d2lv global branch", f"{per_shard(input.global_candidates)}#similarity", glob, input.global_store)
+        )
     stored = [*index, *input.global_store]
     if CALIBRATED:
         systems.append(("d2lv sum merge", f"{input.matches}#score_sum", every, stored))

@@ -1,4 +1,4 @@
-from d2lv.synth import common as d2lv_sets
+from d2lv.io import isc as d2lv_sets
 from d2lv.synth import demo as d2lv_demo
 
 

@@ -71,14 +71,14 @@ rule global_whitening:
 
 
 rule global_search:
-    """Most similar references of this shard for every query of a set (whitened cosine similarity)."""
+    """Each query of one shard's most similar references over the whole collection (whitened cosine)."""
     input:
         whitening=f"{WORK}/global/whitening.h5",
-        references=f"{WORK}/global/raw/references/{{shard}}.h5",
-        queries=lambda wc: shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", wc.qset),
+        references=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references"),
+        queries=f"{WORK}/global/raw/{{qset}}/{{shard}}.h5",
         background=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "background") if "background" in PLANS else [],
     output:
-        f"{WORK}/global/{{qset}}/pairs/{{shard}}.parquet",
+        f"{WORK}/global/{{qset}}/candidates/{{shard}}.parquet",
     log:
         f"{LOGS}/global_search/{{qset}}/{{shard}}.log",
     benchmark:
@@ -95,24 +95,6 @@ rule global_search:
     shell:
         "d2lv global-search --quiet --queries {input.queries} --references {input.references}"
         " --whitening {input.whitening} {params.background} -o {output} {params.options} 2> {log}"
-
-
-rule global_candidates:
-    """Each query's top global candidates over all reference shards."""
-    input:
-        shard_files(f"{WORK}/global/{{{{qset}}}}/pairs/{{shard}}.parquet", "references"),
-    output:
-        f"{WORK}/global/{{qset}}/candidates.parquet",
-    log:
-        f"{LOGS}/global_candidates/{{qset}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/global_candidates/{{qset}}.tsv"
-    conda:
-        "../envs/d2lv.yaml"
-    params:
-        options=d2lv_workflow.flags(config, SearchParams),
-    shell:
-        "d2lv global-candidates --quiet --pairs {input} -o {output} {params.options} 2> {log}"
 
 
 rule global_export:

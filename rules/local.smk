@@ -1,33 +1,84 @@
 LOCAL = config["local"]
+INDEX = f"{WORK}/local/index"
 
 
-rule local_index:
-    """A faiss index over every descriptor of one reference shard."""
+rule local_train:
+    """The local index's quantisers, trained once on a seeded sample of the first reference shards."""
     input:
-        f"{WORK}/features/references/{{shard}}.h5",
+        lambda wildcards: shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references")[: LOCAL["train_shards"]],
     output:
-        f"{WORK}/local/index/{{shard}}.faiss",
+        f"{INDEX}/trained.faiss",
     log:
-        f"{LOGS}/local_index/{{shard}}.log",
+        f"{LOGS}/local_train.log",
     benchmark:
-        f"{RESULTS}/benchmarks/local_index/{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/local_train.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    threads: LOCAL["threads"]
+    resources:
+        gpu=1,
+    params:
+        options=d2lv_workflow.flags(config, IndexParams, IndexDevice),
+        # the collection's planned size, shards x shard_size: it sizes the auto factory, and changes (and
+        # retrains the index) only when the shard count does, not with every added reference
+        references=len(PLANS["references"]) * config["shard_size"],
+    shell:
+        "d2lv local-train --quiet {input} --references {params.references} -o {output} {params.options}"
+        " --threads {threads} 2> {log}"
+
+
+rule local_add:
+    """One reference shard's descriptors encoded into the trained index, ids = reference numbers."""
+    input:
+        trained=f"{INDEX}/trained.faiss",
+        store=f"{WORK}/features/references/{{shard}}.h5",
+    output:
+        index=f"{INDEX}/shards/{{shard}}.faiss",
+        catalogue=f"{INDEX}/shards/{{shard}}.parquet",
+    log:
+        f"{LOGS}/local_add/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/local_add/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
     threads: LOCAL["threads"]
     params:
-        options=d2lv_workflow.flags(config, IndexParams),
+        shard=lambda wildcards: int(wildcards.shard),
     shell:
-        "d2lv local-index --quiet {input} -o {output} {params.options} --threads {threads} 2> {log}"
+        "d2lv local-add --quiet {input.store} --trained {input.trained} --shard {params.shard} -o {output.index}"
+        " --catalogue {output.catalogue} --threads {threads} 2> {log}"
+
+
+rule local_merge:
+    """Every shard's inverted lists in one index, memory-mapped by the searches (on-disk lists)."""
+    input:
+        trained=f"{INDEX}/trained.faiss",
+        shards=shard_files(f"{INDEX}/shards/{{shard}}.faiss", "references"),
+        catalogues=shard_files(f"{INDEX}/shards/{{shard}}.parquet", "references"),
+    output:
+        index=f"{INDEX}/merged.faiss",
+        lists=f"{INDEX}/merged.ivfdata",
+        catalogue=f"{INDEX}/references.parquet",
+    log:
+        f"{LOGS}/local_merge.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/local_merge.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    shell:
+        "d2lv local-merge --quiet --trained {input.trained} --shards {input.shards} --catalogues {input.catalogues}"
+        " -o {output.index} --catalogue {output.catalogue} 2> {log}"
 
 
 rule local_recall:
-    """kNN search of all descriptors of one query view in one reference shard; votes per reference."""
+    """Each query of one shard of a view: its top references over the whole collection, by votes."""
     input:
-        index=f"{WORK}/local/index/{{shard}}.faiss",
-        references=f"{WORK}/features/references/{{shard}}.h5",
-        queries=lambda wc: shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", wc.view),
+        index=f"{INDEX}/merged.faiss",
+        lists=f"{INDEX}/merged.ivfdata",
+        catalogue=f"{INDEX}/references.parquet",
+        queries=f"{WORK}/features/{{view}}/{{shard}}.h5",
     output:
-        f"{WORK}/local/{{view}}/pairs/{{shard}}.parquet",
+        f"{WORK}/local/{{view}}/candidates/{{shard}}.parquet",
     log:
         f"{LOGS}/local_recall/{{view}}/{{shard}}.log",
     benchmark:
@@ -35,20 +86,23 @@ rule local_recall:
     conda:
         "../envs/d2lv.yaml"
     threads: LOCAL["threads"]
+    resources:
+        gpu=1,
     params:
-        options=d2lv_workflow.flags(config, RecallParams),
+        options=d2lv_workflow.flags(config, RecallParams, CandidateParams, SingleCandidateRule, IndexDevice),
     shell:
-        "d2lv local-recall --quiet --index {input.index} --references {input.references}"
-        " --queries {input.queries} -o {output} {params.options} --threads {threads} 2> {log}"
+        "d2lv local-recall --quiet --index {input.index} --catalogue {input.catalogue} --queries {input.queries}"
+        " -o {output} {params.options} --threads {threads} 2> {log}"
 
 
 rule verify:
-    """Ratio-test matching, mirrored pass and geometric verification of one shard's candidates (all branches),
-    in one query view: the whole query (`local`) or its detected copy region (`local_crop`)."""
+    """Ratio-test matching, mirrored pass and geometric verification of one query shard's candidates (every
+    branch's, each pair once), in one query view: the whole query (`local`) or its detected copy region
+    (`local_crop`). Reference features are read by id from whichever shard holds them."""
     input:
-        pairs=lambda wc: view_pairs(wc.view, wc.shard),
-        references=f"{WORK}/features/references/{{shard}}.h5",
-        queries=lambda wc: shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", wc.view),
+        pairs=lambda wc: candidate_tables(VIEWS[wc.view], wc.shard),
+        references=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
+        queries=f"{WORK}/features/{{view}}/{{shard}}.h5",
     output:
         f"{WORK}/local/{{view}}/scores/{{shard}}.parquet",
     log:
@@ -63,21 +117,3 @@ rule verify:
     shell:
         "d2lv verify --quiet --pairs {input.pairs} --queries {input.queries} --references {input.references}"
         " -o {output} --branch {params.branch} {params.options} 2> {log}"
-
-
-rule local_candidates:
-    """Each query's final local candidates in one view, gathered over all reference shards."""
-    input:
-        shard_files(f"{WORK}/local/{{{{view}}}}/pairs/{{shard}}.parquet", "references"),
-    output:
-        f"{WORK}/local/{{view}}/candidates.parquet",
-    log:
-        f"{LOGS}/local_candidates/{{view}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/local_candidates/{{view}}.tsv"
-    conda:
-        "../envs/d2lv.yaml"
-    params:
-        options=d2lv_workflow.flags(config, CandidateParams, SingleCandidateRule),
-    shell:
-        "d2lv local-candidates --quiet --pairs {input} -o {output} {params.options} 2> {log}"

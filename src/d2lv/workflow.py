@@ -13,10 +13,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from d2lv.io import isc
 from d2lv.io.images import find_images
 from d2lv.io.manifest import plan_shards
 from d2lv.options import Options
-from d2lv.synth import calibration, common, demo
+from d2lv.synth import calibration, demo
 
 
 def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -58,12 +59,12 @@ def _demo_file(config: dict, filename: str) -> str | None:
 
 def ground_truth(config: dict) -> str | None:
     """The ground-truth CSV to evaluate against: configured, or the demo's own for the demo set."""
-    return config.get("ground_truth") or _demo_file(config, common.GROUND_TRUTH_FILE)
+    return config.get("ground_truth") or _demo_file(config, isc.GROUND_TRUTH_FILE)
 
 
 def categories(config: dict) -> str | None:
     """The recipe of each query (for recall per family): configured, or the demo's own."""
-    return config.get("categories") or _demo_file(config, common.CATEGORIES_FILE)
+    return config.get("categories") or _demo_file(config, isc.CATEGORIES_FILE)
 
 
 def repository_root() -> Path:

@@ -96,13 +96,14 @@ def test_a_value_with_spaces_or_a_leading_dash_reaches_the_subcommand_whole():
     from d2lv.local.params import IndexParams
 
     flags = workflow.flags({"local": {"index_factory": "-odd factory"}}, IndexParams)
-    args = cli.build_parser().parse_args(["local-index", "s.h5", "-o", "o", *shlex.split(flags)])
+    args = cli.build_parser().parse_args(["local-train", "s.h5", "--references", "1", "-o", "o", *shlex.split(flags)])
     assert args.factory == "-odd factory"
 
 
 def test_todays_option_strings_are_still_accepted():
     parser = cli.build_parser()
-    args = parser.parse_args(["local-candidates", "--pairs", "p", "-o", "o", "--single-min-votes", "4",
+    args = parser.parse_args(["local-recall", "--index", "i", "--catalogue", "c", "--queries", "q", "-o", "o",
+                              "--single-min-votes", "4",
                               "--single-max-distance", "0.3"])
     assert (args.min_votes, args.max_mean_distance) == (4, 0.3)
     args = parser.parse_args(["verify", "--pairs", "p", "--queries", "q", "--references", "r", "-o", "o",

@@ -35,7 +35,6 @@ def test_todays_option_strings_are_still_accepted():
                  "--background-beta 0.5 -o o --topk 4") == {
         "queries": ["q"], "references": ["r"], "whitening": "w", "background": ["b1", "b2"], "background_k": 3,
         "background_beta": 0.5, "out": "o", "topk": 4}
-    assert parse("global-candidates --pairs a b -o o --topk 3") == {"pairs": ["a", "b"], "out": "o", "topk": 3}
     assert parse("global-export --queries q --references r --whitening w -o o") == {
         "queries": ["q"], "references": ["r"], "whitening": "w", "out": "o"}
 

@@ -47,7 +47,7 @@ def shards(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def test_search_whitening_candidates_and_export_run_without_torch(shards, tmp_path):
+def test_search_whitening_and_export_run_without_torch(shards, tmp_path):
     q, r0, r1, bg = (str(shards[name]) for name in ("queries", "references0", "references1", "background"))
     out = {name: str(tmp_path / name) for name in ("w.h5", "p0.parquet", "p1.parquet", "c.parquet", "isc.h5")}
     jobs = [
@@ -56,8 +56,7 @@ def test_search_whitening_candidates_and_export_run_without_torch(shards, tmp_pa
          "--background", bg, "--background-k", "2", "--background-beta", "0.5", "-o", out["p0.parquet"],
          "--topk", "5"],
         ["global-search", "--quiet", "--queries", q, "--references", r1, "-o", out["p1.parquet"], "--topk", "5"],
-        ["global-candidates", "--quiet", "--pairs", out["p0.parquet"], out["p1.parquet"], "-o", out["c.parquet"],
-         "--topk", "3"],
+        ["global-search", "--quiet", "--queries", q, "--references", r0, r1, "-o", out["c.parquet"], "--topk", "3"],
         ["global-export", "--quiet", "--queries", q, "--references", r0, r1, "--whitening", out["w.h5"],
          "-o", out["isc.h5"]],
     ]

@@ -36,12 +36,16 @@ def calibrated_run(references, tmp_path_factory) -> Path:
                "-o", work / "cal.parquet") == 0
     for name in ("refs", "cal"):
         assert run("sift", "--quiet", work / f"{name}.parquet", "-o", work / f"{name}.h5") == 0
-    assert run("local-index", "--quiet", work / "refs.h5", "-o", work / "refs.faiss", "--factory", "Flat") == 0
-    assert run("local-recall", "--quiet", "--index", work / "refs.faiss", "--references", work / "refs.h5",
-               "--queries", work / "cal.h5", "-o", work / "pairs.parquet") == 0
-    assert run("verify", "--quiet", "--pairs", work / "pairs.parquet", "--queries", work / "cal.h5",
+    assert run("local-train", "--quiet", work / "refs.h5", "--references", 8, "-o", work / "trained.faiss") == 0
+    assert run("local-add", "--quiet", work / "refs.h5", "--trained", work / "trained.faiss", "--shard", 0,
+               "-o", work / "shard.faiss", "--catalogue", work / "shard.parquet") == 0
+    assert run("local-merge", "--quiet", "--trained", work / "trained.faiss", "--shards", work / "shard.faiss",
+               "--catalogues", work / "shard.parquet", "-o", work / "refs.faiss",
+               "--catalogue", work / "catalogue.parquet") == 0
+    assert run("local-recall", "--quiet", "--index", work / "refs.faiss", "--catalogue", work / "catalogue.parquet",
+               "--queries", work / "cal.h5", "-o", work / "candidates.parquet") == 0
+    assert run("verify", "--quiet", "--pairs", work / "candidates.parquet", "--queries", work / "cal.h5",
                "--references", work / "refs.h5", "--branch", "local", "-o", work / "scores.parquet") == 0
-    assert run("local-candidates", "--quiet", "--pairs", work / "pairs.parquet", "-o", work / "candidates.parquet") == 0
     inputs = ["--local", work / "candidates.parquet", "--scores", work / "scores.parquet"]
     assert run("fit-merge", *inputs, "--ground-truth", work / "cal" / "ground_truth.csv",
                "--ignore", work / "cal" / "backdrops.csv", "-o", work / "model.json") == 0

@@ -98,13 +98,28 @@ def test_duplicate_stem_raises_naming_both_paths(first, second):
 def test_plan_shards_puts_every_image_in_exactly_one_shard(n, shard_size):
     paths = fake_paths(n)
     plan = plan_shards(paths, shard_size)
-    expected_shards = max(1, math.ceil(n / shard_size))
+    expected_shards = 2 ** math.ceil(math.log2(max(1, math.ceil(n / shard_size))))  # a power of two
     assert list(plan) == [shard_name(i) for i in range(expected_shards)]  # "0000", "0001", ... even if empty
     placed = [p for shard in plan.values() for p in shard]
     assert sorted(placed) == sorted(paths)
     assert len(placed) == len(set(placed))
     for name, shard in plan.items():  # each image sits in the shard its id hashes to
         assert all(shard_of(p.stem, expected_shards) == int(name) for p in shard)
+
+
+def test_shards_stay_put_as_the_collection_grows_until_it_doubles():
+    """50 images at shard_size 10, then 51 (ceil(n / shard_size) would go from 5 to 6 shards and move most
+    images): every image keeps its shard; the count changes only past 80 = 10 * 2**3, and then each
+    shard splits in two."""
+    assert [num_shards(n, 10) for n in (1, 10, 11, 20, 21, 40, 41, 50, 51, 80, 81)] == [1, 1, 2, 2, 4, 4, 8, 8, 8,
+                                                                                         8, 16]
+    fifty = membership(plan_shards(fake_paths(50), 10))
+    grown = membership(plan_shards(fake_paths(51), 10))
+    moved = {name: fifty[name] - grown[name] for name in fifty}
+    assert not any(moved.values())
+    doubled = membership(plan_shards(fake_paths(81), 10))
+    for name, members in fifty.items():  # shard s splits into s and s + 8
+        assert members <= doubled[name] | doubled[shard_name(int(name) + 8)]
 
 
 def test_shard_names_are_zero_padded():
@@ -115,11 +130,11 @@ def test_adding_one_image_leaves_other_shards_unchanged():
     before_paths = fake_paths(20)
     added = Path("set") / "newcomer.jpg"
     shard_size = 8
-    assert num_shards(20, shard_size) == num_shards(21, shard_size) == 3
+    assert num_shards(20, shard_size) == num_shards(21, shard_size) == 4
     before = membership(plan_shards(before_paths, shard_size))
     after = membership(plan_shards([*before_paths, added], shard_size))
     assert before.keys() == after.keys()
-    target = shard_name(shard_of(added.stem, 3))
+    target = shard_name(shard_of(added.stem, 4))
     for name in before:
         if name == target:
             assert after[name] == before[name] | {added.name}

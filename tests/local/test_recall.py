@@ -2,40 +2,49 @@
 
 from __future__ import annotations
 
+import faiss
 import pandas as pd
-import pytest
 
+from d2lv.local import index, store
 from d2lv.local import recall as local
 from d2lv.local.params import RecallParams
 
 
+def merged_index(references: store.FeatureStore, folder, factory: str):
+    """``references`` as shard 0 of a merged index of ``factory``, and its catalogue."""
+    sample = index.training_sample([references], 50_000, seed=0)
+    trained = index.train_index(sample, factory, len(sample))
+    shard = folder / "0.faiss"
+    faiss.write_index(index.add_shard(trained, references, 0), str(shard))
+    index.merge_shards(trained, [shard], folder / "merged.faiss")
+    return index.read_index(folder / "merged.faiss"), index.catalogue([(0, references)])
+
+
 class TestLocalRecall:
-    def test_each_copy_finds_its_reference_first(self, reference_store, query_store):
-        index = local.build_index(reference_store, "Flat")
-        pairs = local.search_shard(index, reference_store, query_store, RecallParams(topk=3), progress=False)
+    def test_each_copy_finds_its_reference_first(self, reference_store, query_store, tmp_path):
+        exact, catalogue = merged_index(reference_store, tmp_path, "IVF1,Flat")  # one list: exact search
+        pairs = local.search_index(exact, catalogue, query_store, RecallParams(), keep=3, progress=False)
         best = pairs[pairs["rank"] == 1].set_index("query_id").reference_id
         assert best["q_astronaut"] == "astronaut"
         assert (pairs.groupby("query_id").size() <= 3).all()
         votes = pairs[pairs.query_id == "q_astronaut"].set_index("reference_id").votes
         assert votes["astronaut"] > 5 * votes.drop("astronaut").max()
 
-    def test_ivf_index_agrees_with_exact_search(self, reference_store, query_store):
-        params = RecallParams(topk=1, nprobe=8)
-        exact = local.search_shard(local.build_index(reference_store, "Flat"), reference_store, query_store,
-                                   params, progress=False)
-        ivf = local.search_shard(local.build_index(reference_store, "IVF8,Flat"), reference_store,
-                                 query_store, params, progress=False)
+    def test_ivf_index_agrees_with_exact_search(self, reference_store, query_store, tmp_path):
+        params = RecallParams(nprobe=8)
+        (tmp_path / "exact").mkdir()
+        (tmp_path / "ivf").mkdir()
+        exact = local.search_index(*merged_index(reference_store, tmp_path / "exact", "IVF1,Flat"), query_store,
+                                   params, keep=1, progress=False)
+        ivf = local.search_index(*merged_index(reference_store, tmp_path / "ivf", "IVF8,Flat"), query_store,
+                                 params, keep=1, progress=False)
         assert exact.set_index("query_id").reference_id["q_astronaut"] == \
             ivf.set_index("query_id").reference_id["q_astronaut"]
 
-    def test_auto_factory_switches_to_ivf_for_large_shards(self):
-        assert local.resolve_factory("auto", 10_000) == "Flat"
-        assert local.resolve_factory("auto", 270_000).startswith("IVF")
-        assert local.resolve_factory("IVF64,PQ16", 10) == "IVF64,PQ16"
-
-    def test_ivf_on_too_few_descriptors_is_a_clear_error(self, reference_store):
-        with pytest.raises(ValueError, match="auto"):
-            local.build_index(reference_store, "IVF65536,Flat")
+    def test_product_quantised_codes_keep_the_copy_first(self, reference_store, query_store, tmp_path):
+        pq, catalogue = merged_index(reference_store, tmp_path, "IVF4,PQ16")
+        pairs = local.search_index(pq, catalogue, query_store, RecallParams(nprobe=4), keep=1, progress=False)
+        assert pairs.set_index("query_id").reference_id["q_astronaut"] == "astronaut"
 
 
 def pairs_frame(rows: list[tuple[str, str, int, float]]) -> pd.DataFrame:

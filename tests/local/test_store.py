@@ -25,3 +25,21 @@ class TestStore:
         rows = np.array([0, len(a.descriptors) - 1, len(a.descriptors)])
         assert list(both.owner(rows)) == [0, 0, 2]
         assert both.attrs["short_side"] == 300
+
+
+def test_a_store_of_many_shards_reads_images_lazily_with_few_files_open(photos, tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "MAX_OPEN_FILES", 2)
+    paths = []
+    for i, name in enumerate(["chelsea", "coffee", "rocket", "astronaut"]):
+        path = tmp_path / f"{i}.h5"
+        store.write_store(path, [store.ImageFeatures(name, *photos[name].shape[1::-1],
+                                                     *extract(photos[name], 300, 100))], {})
+        paths.append(path)
+    lazy, eager = store.FeatureStore(paths), store.FeatureStore(paths)
+    eager.descriptors, eager.keypoints  # noqa: B018 (loads every array)
+    for name in ["rocket", "chelsea", "astronaut", "coffee", "rocket"]:
+        a, b = lazy.get(name), eager.get(name)
+        np.testing.assert_array_equal(a.descriptors, b.descriptors)
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+        assert len(lazy._open) <= 2
+    assert "descriptors" not in lazy.__dict__, "get() did not load the whole store"

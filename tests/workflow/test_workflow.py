@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import skimage.data
 import yaml
+from PIL import Image
 
+from d2lv.io import manifest
 from d2lv.synth import demo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,12 +105,23 @@ def user_sets(tmp_path) -> tuple[Path, Path, Path]:
     return queries, references, tmp_path / "demo" / "ground_truth.csv"
 
 
+def add_distractors(folder: Path, n: int) -> None:
+    """``n`` smooth random textures, none a copy of anything: references that no query matches."""
+    for i in range(n):
+        rng = np.random.default_rng(1000 + i)
+        coarse = (rng.random((12, 16, 3)) * 255).astype(np.uint8)
+        Image.fromarray(coarse).resize((160, 120), Image.BICUBIC).save(folder / f"distractor_{i:02d}.jpg")
+
+
 def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets):
+    """50 reference files at shard_size 10 (where ceil(n / shard_size) shards would reshard at 51), then one more:
+    only the new reference's shard is extracted and added, nothing is trained again."""
     queries, references, ground_truth = user_sets
+    add_distractors(references, 40)  # with the demo's 8 and the 2 broken files: 50
     work = workdir_with_config(tmp_path / "run")
     contract = ["--config", f"queries={queries}", f"references={references}", f"results={tmp_path / 'out'}",
-                f"ground_truth={ground_truth}", "shard_size=3"]
-    snakemake(work, *contract)  # 10 references -> 4 shards
+                f"ground_truth={ground_truth}", "shard_size=10"]
+    snakemake(work, *contract)
 
     skipped = pd.read_csv(tmp_path / "out" / "skipped.csv", keep_default_na=False)
     reasons = dict(zip(skipped.id, skipped.reason))
@@ -118,16 +132,19 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     assert pd.read_json(tmp_path / "out" / "metrics.json", typ="series").micro_ap >= 0.9
 
     photo = Path(skimage.data.__file__).parent / "motorcycle_right.png"
-    shutil.copy(photo, references / "extra.png")  # 11 files: still 4 shards; "extra" is not in shard 0,
-    jobs = planned_jobs(work, *contract)  # so the whitening (fitted on shard 0) stays
-    # Its shard's steps, once per query view (queries, calibration, and their crops) or query set ...
-    per_shard = {"manifest": 1, "sift": 1, "local_index": 1, "global_extract": 1, "local_recall": 4,
-                 "verify": 4, "global_search": 2}
-    assert {rule: jobs.get(rule) for rule in per_shard} == per_shard
-    # ... and the gathers; the detector and the calibration copies, made from shard 0, stay.
-    gathers = {"local_candidates": 4, "global_candidates": 2, "global_export": 1, "fit_merge": 1,
-               "matches": 1, "skipped": 1, "evaluate": 1, "report_figures": 1, "all": 1}
-    assert jobs == per_shard | gathers
+    shutil.copy(photo, references / "extra.png")
+    assert manifest.num_shards(51, 10) == manifest.num_shards(50, 10) == 8
+    assert manifest.shard_of("extra", 8) >= 1  # not the shard the models are trained on
+    jobs = planned_jobs(work, *contract)
+    # The new reference's shard: extracted and encoded into the index, once ...
+    assert {rule: jobs.pop(rule, 0) for rule in ("manifest", "sift", "local_add", "global_extract")} == dict.fromkeys(
+        ("manifest", "sift", "local_add", "global_extract"), 1)
+    # ... the merges, and every query shard's searches and verification (their answers can change) ...
+    query_shards = manifest.num_shards(13, 10) + manifest.num_shards(24, 10)  # queries, calibration copies
+    assert jobs == {"local_merge": 1, "local_recall": 2 * query_shards, "verify": 2 * query_shards,
+                    "global_search": query_shards, "global_export": 1, "fit_merge": 1, "matches": 1,
+                    "skipped": 1, "evaluate": 1, "report_figures": 1, "all": 1}
+    # ... and no training: the index, the detector, the whitening and the calibration copies stay.
 
 
 def test_duplicate_ids_stop_the_run_before_any_job(tmp_path, user_sets):
@@ -149,8 +166,9 @@ def test_dry_run_wires_the_detector_crop_branch_and_calibration(tmp_path):
     assert jobs["train_detector"] == 1 and jobs["make_calibration"] == 1 and jobs["fit_merge"] == 1
     assert jobs["detect"] == 2  # per query set
     assert jobs["sift"] == 5  # references, queries, calibration, and both sets' crops
-    assert jobs["local_recall"] == jobs["verify"] == jobs["local_candidates"] == 4  # per query view
-    assert jobs["global_search"] == jobs["global_candidates"] == 2  # per query set, crops described in place
+    assert jobs["local_train"] == jobs["local_add"] == jobs["local_merge"] == 1  # one reference shard
+    assert jobs["local_recall"] == jobs["verify"] == 4  # per query view and query shard
+    assert jobs["global_search"] == 2  # per query set and query shard, crops described in place
 
     own_weights = tmp_path / "detector.pt"
     own_weights.write_bytes(b"")

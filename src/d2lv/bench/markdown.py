@@ -24,12 +24,12 @@ def markdown_report(result: BenchResult, n_images: Mapping[str, int], title: str
         "system's workflow steps summed over jobs, divided by all images (queries + references). Peak RSS: "
         "the largest single job. Bytes per reference: the system's stored reference-side index.",
         "",
-        _markdown_table(result.table[main_columns]),
+        markdown_table(result.table[main_columns]),
         "",
         "![precision-recall](pr_curves.png)",
     ]
     if len(result.families):
-        lines += ["", "## recall@1 per recipe family", "", _markdown_table(result.families.reset_index(
+        lines += ["", "## recall@1 per recipe family", "", markdown_table(result.families.reset_index(
             names="family")), "", "![recall per family](recall_per_family.png)"]
     stage_columns = [c for c in result.table.columns if c.startswith("s_per_image[")]
     if stage_columns:
@@ -40,11 +40,11 @@ def markdown_report(result: BenchResult, n_images: Mapping[str, int], title: str
             "images_per_second": 1.0 / per_stage.to_numpy(),
         })
         lines += ["", "## Throughput by workflow step (all images, 2 CPU cores unless stated)", "",
-                  _markdown_table(stages)]
+                  markdown_table(stages)]
     return "\n".join(lines) + "\n"
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
     def cell(value: object) -> str:
         if isinstance(value, float):
             return "" if np.isnan(value) else (f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}")

@@ -36,13 +36,20 @@ class BenchResult:
 
 
 def read_predictions(spec: str, max_per_query: int = 10) -> pd.DataFrame:
-    """``PATH[#COLUMN[@PRESENT]]``: a CSV or Parquet file, scored by ``score`` or by COLUMN,
-    keeping only rows where column PRESENT has a value (e.g. the pairs one branch recalled),
-    and each query's ``max_per_query`` best rows by that score (as a system would submit)."""
+    """``PATH[#COLUMN[@PRESENT]]``: a CSV or Parquet file (or a glob pattern of Parquet files, e.g. the
+    per-shard candidates of one branch), scored by ``score`` or by COLUMN, keeping only rows where
+    column PRESENT has a value (e.g. the pairs one branch recalled), and each query's ``max_per_query``
+    best rows by that score (as a system would submit)."""
     path, _, selector = spec.partition("#")
     column, _, present = selector.partition("@")
     column = column or "score"
-    frame = pd.read_parquet(path) if path.endswith(".parquet") else isc.read_id_csv(path, numeric=[column])
+    if path.endswith(".parquet"):
+        files = sorted(glob.glob(path))
+        if not files:
+            raise ValueError(f"{path}: no such file")
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    else:
+        frame = isc.read_id_csv(path, numeric=[column])
     for name in filter(None, (column, present)):
         if name not in frame.columns:
             raise ValueError(f"{path}: no column {name!r} (columns: {', '.join(frame.columns)})")

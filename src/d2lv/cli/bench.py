@@ -36,6 +36,22 @@ def _bench_run(args: argparse.Namespace) -> None:
         raise SystemExit(status)
 
 
+def _bench_scale(args: argparse.Namespace) -> None:
+    from d2lv.bench import scale
+    from d2lv.synth import benchmark
+
+    out = Path(args.out)
+    bench = out / "bench"
+    bench_photos, distractors = benchmark.split_pool(args.sources, args.references + args.noncopies * 2, args.seed)
+    if not (bench / "ground_truth.csv").exists():
+        sources = out / "bench-sources"  # the benchmark's share of the photos, as a folder
+        scale.link_folder(sources, bench_photos)
+        benchmark.make_bench(sources, bench, n_references=args.references, n_copies=args.copies,
+                             n_noncopies=args.noncopies, n_hard_negatives=0, seed=args.seed, progress=not args.quiet)
+    table = scale.run_scale(bench, distractors, out, args.shard_size, args.cores, args.configfile)
+    print(table.to_string(index=False), file=sys.stderr)
+
+
 def _bench_pdq_hash(args: argparse.Namespace) -> None:
     from d2lv.bench import pdq
     from d2lv.io import manifest
@@ -108,6 +124,22 @@ def _add_run(steps: Subparsers) -> None:
                    help="YAML files layered over config.yaml, for nested keys (e.g. benchmarks/disc1k.yaml)")
 
 
+def _add_scale(steps: Subparsers) -> None:
+    p = add_command(steps, "scale", _bench_scale, "cost growth: one benchmark at 4x more shards and with 2x, 4x "
+                    "more references (distractors from the rest of the photos)")
+    p.add_argument("sources", nargs="+", help="folders of photos: a seeded part makes the benchmark, the rest "
+                   "are distractors (no query is made from them)")
+    p.add_argument("-o", "--out", required=True, help="folder for the benchmark, each setting's run, and "
+                   "scale.md, scale.parquet, scale.png")
+    p.add_argument("--references", type=int, default=150)
+    p.add_argument("--copies", type=int, default=150, help="edited copies of distinct references")
+    p.add_argument("--noncopies", type=int, default=150, help="edited photos that are not references")
+    p.add_argument("--shard-size", type=int, default=64, help="of the base setting (shards x4: a quarter of it)")
+    p.add_argument("--cores", default="all", help="Snakemake --cores")
+    p.add_argument("--configfile", nargs="*", default=[], help="YAML files layered over config.yaml")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def _add_pdq(steps: Subparsers) -> None:
     p = add_command(steps, "pdq-hash", _bench_pdq_hash,
                     "PDQ hashes of a manifest's images (queries: 8 dihedral variants)")
@@ -143,5 +175,5 @@ def register(sub: Subparsers) -> None:
                            description="Build a benchmark from real photos and compare d2lv with baselines "
                            "(`d2lv bench make`, then `d2lv bench run`).")
     steps = bench.add_subparsers(title="bench steps", metavar="STEP", required=True)
-    for add in (_add_make, _add_run, _add_pdq, _add_report):
+    for add in (_add_make, _add_run, _add_scale, _add_pdq, _add_report):
         add(steps)

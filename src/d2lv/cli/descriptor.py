@@ -1,6 +1,6 @@
 """Subcommands of the global branch: CNN descriptors, their training, whitening, search and export.
 
-``global-whitening``, ``global-search``, ``global-candidates`` and ``global-export`` read and
+``global-whitening``, ``global-search`` and ``global-export`` read and
 write descriptor files only: they import neither torch nor timm, so they start in a fraction
 of the time of ``global-extract`` and ``train-descriptor``.
 """
@@ -87,15 +87,6 @@ def _global_search(args: argparse.Namespace) -> None:
     tables.write_table(pairs, args.out, tables.SIMILARITY_PAIRS)
 
 
-def _global_candidates(args: argparse.Namespace) -> None:
-    from d2lv.descriptor import search
-    from d2lv.io import tables
-
-    pairs = tables.read_tables(args.pairs, tables.SIMILARITY_PAIRS)
-    candidates = search.rank_pairs(pairs, SearchParams.from_args(args).topk)
-    tables.write_table(candidates, args.out, tables.SIMILARITY_PAIRS)
-
-
 def _global_export(args: argparse.Namespace) -> None:
     from d2lv.descriptor import store, whitening
 
@@ -153,12 +144,6 @@ def register(sub: Subparsers) -> None:
     WhiteningParams.add_arguments(p)
 
     _add_search(sub)
-
-    p = add_command(sub, "global-candidates", _global_candidates,
-                    "gather per-shard global pairs into each query's top-k")
-    p.add_argument("--pairs", nargs="+", required=True, help="per-shard global pairs .parquet")
-    p.add_argument("-o", "--out", required=True, help="candidates .parquet")
-    SearchParams.add_arguments(p)
 
     p = add_command(sub, "global-export", _global_export, "whitened descriptors of both sets in the ISC 2021 h5 layout")
     p.add_argument("--queries", nargs="+", required=True, help="query descriptors .h5")

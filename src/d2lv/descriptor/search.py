@@ -1,8 +1,7 @@
 """Cosine top-k search of global descriptors, and score normalisation against a background set.
 
 The descriptors are unit vectors, so an exact inner-product search (faiss ``IndexFlatIP``)
-ranks references by cosine similarity (:func:`search`); per-shard answers are gathered
-into each query's top-k by :func:`rank_pairs`.
+ranks references by cosine similarity (:func:`search`), over every reference shard at once.
 
 Background normalisation, as SSCD does for the ISC 2021 tracks: a raw cosine
 similarity means different things for different queries: a busy photo is "close"
@@ -33,8 +32,6 @@ def search(query_ids: Sequence[str], query: np.ndarray, reference_ids: Sequence[
            topk: int = 20, batch_size: int = 16_384, progress: bool = True) -> pd.DataFrame:
     """The ``topk`` most similar references of every query (exact inner product; the
     descriptors are unit vectors, so this is cosine similarity). Columns: :data:`d2lv.io.tables.SIMILARITY_PAIRS`.
-
-    For references split over shards, search each shard and :func:`rank_pairs` the concatenation.
     """
     if topk < 1:
         raise ValueError(f"topk must be at least 1, got {topk}")

@@ -14,6 +14,9 @@ import numpy as np
 import pandas as pd
 
 ISC_COLUMNS = ["query_id", "reference_id", "score"]
+#: A labelled set's layout (the demo's, a dev set's, a benchmark's): its two image folders and CSVs.
+QUERY_DIR, REFERENCE_DIR = "queries", "references"
+GROUND_TRUTH_FILE, CATEGORIES_FILE = "ground_truth.csv", "categories.csv"
 KEYS = ["query_id", "reference_id"]
 
 

@@ -40,9 +40,16 @@ def check_unique_ids(paths: Iterable[Path]) -> dict[str, Path]:
 
 
 def num_shards(n_images: int, shard_size: int) -> int:
+    """The number of shards: the power of two that keeps shards at ``shard_size`` images or fewer on average.
+
+    A power of two changes only when the collection doubles (crossing ``shard_size * 2**k``), so adding
+    images moves no other image to another shard until then; when it does double, each shard splits in
+    two (an image of shard ``s`` goes to ``s`` or ``s + n``, by the same hash). Shards then hold between
+    half of ``shard_size`` and ``shard_size`` images on average.
+    """
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
-    return max(1, math.ceil(n_images / shard_size))
+    return 2 ** max(0, math.ceil(math.log2(max(1, math.ceil(n_images / shard_size)))))
 
 
 def shard_of(key: str, n_shards: int) -> int:

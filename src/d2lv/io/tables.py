@@ -57,6 +57,14 @@ SIMILARITY_PAIRS = pa.schema(
     ]
 )
 
+#: The local index's references: faiss id (shard << 32 | row in the shard's feature store) and image id.
+CATALOGUE = pa.schema(
+    [
+        ("number", pa.int64()),
+        ("reference_id", pa.string()),
+    ]
+)
+
 SCORES = pa.schema(
     [
         ("query_id", pa.string()),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from d2lv.device import DEVICES
 from d2lv.options import Options, option
 
 GEOMETRIES = ("homography", "affine", "none")
@@ -26,11 +27,23 @@ class SiftParams(Options):
 
 @dataclass(frozen=True)
 class IndexParams(Options):
-    """The faiss index over a reference shard's descriptors."""
+    """The one local index over every reference descriptor: trained once, filled per shard, merged."""
 
     section: ClassVar[str] = "local"
-    factory: str = option("auto", "faiss index factory string, or auto (Flat below 50k descriptors, IVF above)",
+    factory: str = option("auto", "faiss factory string of an IVF index (auto: IVF<about 4 sqrt(N)>,PQ16; "
+                          "plain Flat codes for a collection too small to train a product quantiser)",
                           key="local.index_factory")
+    train_shards: int = option(1, "train the index on a sample of the first N reference shards")
+    train_descriptors: int = option(1_000_000, "at most this many descriptors in the training sample")
+
+
+@dataclass(frozen=True)
+class IndexDevice(Options):
+    """Where faiss trains and searches the local index."""
+
+    section: ClassVar[str] = "local"
+    device: str = option("auto", "auto (every GPU faiss sees; none with a CPU-only faiss), cpu or cuda",
+                         choices=DEVICES)
 
 
 @dataclass(frozen=True)
@@ -41,9 +54,8 @@ class RecallParams(Options):
     knn: int = option(3, "neighbours per query descriptor")
     max_distance: float = option(0.2, "squared L2 between RootSIFT vectors (0..2) above which a neighbour casts "
                                  "no vote")
-    topk: int = option(20, "references kept per query")
     min_votes: int = option(2, "drop references with fewer votes")
-    nprobe: int = option(16, "IVF lists visited per search")
+    nprobe: int = option(16, "inverted lists visited per search")
 
 
 @dataclass(frozen=True)

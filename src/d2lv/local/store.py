@@ -15,6 +15,7 @@ Extraction parameters are kept as file attributes.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,28 +49,63 @@ def write_store(path: str | os.PathLike, features: Sequence[ImageFeatures], attr
         h5.attrs.update(dict(attrs))
 
 
+#: Shard files a store keeps open at once for :meth:`FeatureStore.get` (below the usual 1024 descriptors).
+MAX_OPEN_FILES = 64
+
+
 class FeatureStore:
-    """Read access to one or more shard files, as if they were one store."""
+    """Read access to one or more shard files, as if they were one store.
+
+    Ids, sizes and offsets are read at once; the descriptor and keypoint arrays only when asked for
+    (:attr:`descriptors`, :attr:`keypoints`), and :meth:`get` reads one image's rows from its file, so a
+    job that verifies a few candidates can open every reference shard of a large collection.
+    """
 
     def __init__(self, paths: hdf5.PathOrPaths):
-        ids, sizes, offsets, keypoints, descriptors = [], [], [], [], []
+        self._paths = [str(p) for p in hdf5.as_paths(paths)]
+        ids, sizes, offsets, files = [], [], [], []
         base = 0
         self.attrs: dict[str, object] = {}
-        for path in hdf5.as_paths(paths):
+        for k, path in enumerate(self._paths):
             with h5py.File(path, "r") as h5:
                 ids.extend(hdf5.read_ids(h5["ids"]))
                 sizes.append(h5["sizes"][:])
                 offsets.append(h5["offsets"][:-1] + base)
-                keypoints.append(h5["keypoints"][:])
-                descriptors.append(h5["descriptors"][:])
-                base += len(descriptors[-1])
+                files.append(np.full(len(h5["sizes"]), k, np.int32))
+                base += len(h5["descriptors"])
                 self.attrs.update(h5.attrs)
         self.ids: list[str] = ids
         self.sizes = np.concatenate(sizes) if sizes else np.zeros((0, 2), np.int32)
         self.offsets = np.concatenate(offsets + [np.array([base])]).astype(np.int64)
-        self.keypoints = hdf5.concatenate(keypoints, (0, 4), np.float32)
-        self.descriptors = hdf5.concatenate(descriptors, (0, DESCRIPTOR_DIM), np.uint8)
+        self._file_of = np.concatenate(files) if files else np.zeros(0, np.int32)
+        self._file_start = np.array([0, *np.cumsum([len(o) for o in offsets])], np.int64)
         self._index = {key: i for i, key in enumerate(ids)}
+        self._open: dict[int, h5py.File] = {}
+
+    @functools.cached_property
+    def descriptors(self) -> np.ndarray:
+        """uint8 [N, 128]: every descriptor of every file, in order."""
+        return hdf5.concatenate(self._read_all("descriptors"), (0, DESCRIPTOR_DIM), np.uint8)
+
+    @functools.cached_property
+    def keypoints(self) -> np.ndarray:
+        """float32 [N, 4]: every keypoint of every file, in order."""
+        return hdf5.concatenate(self._read_all("keypoints"), (0, 4), np.float32)
+
+    def _file(self, k: int) -> h5py.File:
+        """File ``k``, open; at most :data:`MAX_OPEN_FILES` stay open (the least recently opened closes)."""
+        if k not in self._open:
+            if len(self._open) >= MAX_OPEN_FILES:
+                self._open.pop(next(iter(self._open))).close()
+            self._open[k] = h5py.File(self._paths[k], "r")
+        return self._open[k]
+
+    def _read_all(self, name: str) -> list[np.ndarray]:
+        arrays = []
+        for path in self._paths:
+            with h5py.File(path, "r") as h5:
+                arrays.append(h5[name][:])
+        return arrays
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -88,4 +124,10 @@ class FeatureStore:
         i = self._index[image_id]
         lo, hi = self.offsets[i], self.offsets[i + 1]
         w, h = self.sizes[i]
-        return ImageFeatures(image_id, int(w), int(h), self.keypoints[lo:hi], self.descriptors[lo:hi])
+        if "descriptors" in self.__dict__ and "keypoints" in self.__dict__:
+            return ImageFeatures(image_id, int(w), int(h), self.keypoints[lo:hi], self.descriptors[lo:hi])
+        k = int(self._file_of[i])
+        h5 = self._file(k)
+        base = self.offsets[self._file_start[k]]  # the file's first row in this store's numbering
+        return ImageFeatures(image_id, int(w), int(h), h5["keypoints"][lo - base:hi - base],
+                             h5["descriptors"][lo - base:hi - base])

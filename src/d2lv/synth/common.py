@@ -35,11 +35,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from d2lv.io.images import ImageError, load_image, shrink_long_side
+from d2lv.io.isc import CATEGORIES_FILE, GROUND_TRUTH_FILE, QUERY_DIR, REFERENCE_DIR
 
-QUERY_DIR = "queries"
-REFERENCE_DIR = "references"
-GROUND_TRUTH_FILE = "ground_truth.csv"
-CATEGORIES_FILE = "categories.csv"
 #: Calibration sets: the reference each query was pasted onto or framed with, if any.
 BACKDROPS_FILE = "backdrops.csv"
 JPEG_QUALITY = 90

@@ -1,0 +1,98 @@
+"""The fan-out local index: train once, add per shard, merge on disk, search the whole collection."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from d2lv import device
+from d2lv.errors import D2lvError
+from d2lv.local import index, recall, store
+from d2lv.local.params import RecallParams
+
+
+@pytest.fixture(scope="module")
+def merged(reference_store, tmp_path_factory):
+    """The four references cut into two shards, trained, added and merged."""
+    folder = tmp_path_factory.mktemp("index")
+    shards = _split(reference_store, folder)
+    sample = index.training_sample([s for _, s in shards], 50_000, seed=0)
+    trained = index.train_index(sample, "IVF4,Flat", len(sample))
+    paths = []
+    for shard, shard_store in shards:
+        path = folder / f"{shard}.faiss"
+        faiss.write_index(index.add_shard(trained, shard_store, shard), str(path))
+        paths.append(path)
+    out = folder / "merged.faiss"
+    index.merge_shards(trained, paths, out)
+    return out, index.catalogue(shards)
+
+
+def _split(reference_store: store.FeatureStore, folder) -> list[tuple[int, store.FeatureStore]]:
+    shards = []
+    for shard, ids in [(0, ["astronaut", "chelsea"]), (5, ["coffee", "rocket"])]:
+        path = folder / f"features-{shard}.h5"
+        store.write_store(path, [reference_store.get(i) for i in ids], {"short_side": 300})
+        shards.append((shard, store.FeatureStore(path)))
+    return shards
+
+
+def test_reference_numbers_put_the_shard_in_the_high_bits():
+    numbers = index.reference_numbers(5, 3)
+    assert (numbers >> index.ROW_BITS).tolist() == [5, 5, 5]
+    assert (numbers & (2**index.ROW_BITS - 1)).tolist() == [0, 1, 2]
+
+
+def test_merged_index_holds_every_descriptor_in_lists_beside_it(merged, reference_store):
+    path, catalogue = merged
+    loaded = index.read_index(path)
+    assert loaded.ntotal == len(reference_store.descriptors)
+    assert index.ivfdata_path(path).stat().st_size > 0
+    assert index.index_bytes(path) > path.stat().st_size
+    assert catalogue.reference_id.tolist() == ["astronaut", "chelsea", "coffee", "rocket"]
+    assert not list(path.parent.glob(".merged*")), "no scratch files are left behind"
+
+
+def test_merged_index_is_found_after_the_results_folder_moves(merged, tmp_path):
+    path, _ = merged
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for source in (path, index.ivfdata_path(path)):
+        (moved / source.name).write_bytes(source.read_bytes())
+    assert index.read_index(moved / path.name).ntotal == index.read_index(path).ntotal
+
+
+def test_search_over_the_merged_index_finds_each_copy_first(merged, query_store):
+    path, catalogue = merged
+    pairs = recall.search_index(index.read_index(path), catalogue, query_store, RecallParams(), keep=3,
+                                progress=False)
+    best = pairs[pairs["rank"] == 1].set_index("query_id").reference_id
+    assert best["q_astronaut"] == "astronaut"
+    assert pairs.groupby("query_id").size().max() <= 3
+
+
+def test_auto_factory_scales_with_the_collection():
+    assert index.auto_factory(5_000, 5_000) == "IVF128,Flat"  # too small a sample for a product quantiser
+    assert index.auto_factory(600_000, 150_000) == "IVF2048,PQ16"
+    assert index.auto_factory(600_000_000, 4_000_000) == "IVF65536_HNSW32,PQ16"
+
+
+def test_a_factory_that_cannot_merge_on_disk_is_a_clear_error():
+    sample = np.random.default_rng(0).random((2000, 128), dtype=np.float32)
+    with pytest.raises(D2lvError, match="IVF"):
+        index.train_index(sample, "Flat", len(sample))
+    with pytest.raises(D2lvError, match="training"):
+        index.train_index(sample[:100], "IVF1024,Flat", len(sample))
+
+
+def test_faiss_uses_gpus_only_when_it_sees_them(monkeypatch):
+    assert device.faiss_gpus("cpu") == 0
+    assert device.faiss_gpus("auto") == 0  # the CPU build here
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
+    assert device.faiss_gpus("auto") == 2 and device.faiss_gpus("cuda") == 2
+    assert device.faiss_gpus("cpu") == 0
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
+    with pytest.warns(UserWarning, match="no GPU"):
+        assert device.faiss_gpus("cuda") == 0
