@@ -24,11 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from d2lv import workflow
 from d2lv.bench.systems import read_stage_timings
 from d2lv.io import isc
 from d2lv.io.isc import GROUND_TRUTH_FILE, QUERY_DIR, REFERENCE_DIR
+from d2lv.io.manifest import num_shards
 from d2lv.local.index import index_bytes
 
 QUERY_SETS = ("queries", "queries_crops")
@@ -71,11 +73,18 @@ def prepare(bench: Path, distractors: Sequence[Path], setting: Setting, out: Pat
 
 def run_setting(bench: Path, references: Path, setting: Setting, results: Path, cores: str,
                 configfiles: Sequence[str], detector: Path | None, query_shard_size: int) -> None:
-    """One full workflow run of ``setting`` into ``results`` (with the detector weights of an earlier one)."""
-    overlay = results.parent / "overlay.yaml"
-    overlay.write_text(f"detect:\n  weights: '{detector}'\n" if detector else "{}\n")
+    """One full workflow run of ``setting`` into ``results`` (with the detector weights of an earlier one).
+
+    The local index is trained on a sample of every reference shard, so that each setting's index is
+    trained on the same share of its collection whatever the number of shards.
+    """
+    n_shards = num_shards(sum(1 for p in references.rglob("*") if p.is_file() or p.is_symlink()),
+                          setting.shard_size)
+    overlay = {"local": {"train_shards": n_shards}, **({"detect": {"weights": str(detector)}} if detector else {})}
+    overlay_file = results.parent / "overlay.yaml"
+    overlay_file.write_text(yaml.safe_dump(overlay))
     command = workflow.snakemake_command(
-        "all", cores=cores, configfiles=[*configfiles, str(overlay)], queries=bench / QUERY_DIR,
+        "all", cores=cores, configfiles=[*configfiles, str(overlay_file)], queries=bench / QUERY_DIR,
         references=references, results=results, ground_truth=bench / GROUND_TRUTH_FILE,
         shard_size=setting.shard_size, query_shard_size=query_shard_size)
     subprocess.run(command, cwd=workflow.repository_root(), check=True)
@@ -126,7 +135,7 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
         line, = ax.loglog(grown.references, grown[column], "o-", label=f"{label}, more references")
         ax.loglog(sharded.references, sharded[column], "x", color=line.get_color(), markersize=10,
                   label=f"{label}, 4x shards")
-    ax.set(xlabel="references", ylabel="job-seconds", title="Cost growth (2 CPU cores)")
+    ax.set(xlabel="references", ylabel="job-seconds", title="Cost growth (d2lv bench scale)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
