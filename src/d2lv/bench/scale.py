@@ -30,7 +30,6 @@ from d2lv import workflow
 from d2lv.bench.systems import read_stage_timings
 from d2lv.io import isc
 from d2lv.io.isc import GROUND_TRUTH_FILE, QUERY_DIR, REFERENCE_DIR
-from d2lv.io.manifest import num_shards
 from d2lv.local.index import index_bytes
 
 QUERY_SETS = ("queries", "queries_crops")
@@ -78,8 +77,7 @@ def run_setting(bench: Path, references: Path, setting: Setting, results: Path, 
     The local index is trained on a sample of every reference shard, so that each setting's index is
     trained on the same share of its collection whatever the number of shards.
     """
-    n_shards = num_shards(sum(1 for p in references.rglob("*") if p.is_file() or p.is_symlink()),
-                          setting.shard_size)
+    n_shards = len(workflow.shard_plan(references, "references", setting.shard_size))  # as the workflow plans
     overlay = {"local": {"train_shards": n_shards}, **({"detect": {"weights": str(detector)}} if detector else {})}
     overlay_file = results.parent / "overlay.yaml"
     overlay_file.write_text(yaml.safe_dump(overlay))
