@@ -37,7 +37,11 @@ def _votes_for_batch(distances: np.ndarray, references: np.ndarray, query_image:
 
 
 def set_nprobe(index: faiss.Index, nprobe: int) -> None:
-    faiss.extract_index_ivf(index).nprobe = nprobe
+    """Lists visited per search, through faiss' parameter space: it reaches the IVF level of any index (an
+    OPQ pre-transform, or the GPU shards of :func:`d2lv.local.index.on_gpus`), where setting the attribute
+    on :func:`faiss.extract_index_ivf` would fail for a GPU copy."""
+    space = faiss.GpuParameterSpace() if hasattr(faiss, "GpuParameterSpace") else faiss.ParameterSpace()
+    space.set_index_parameter(index, "nprobe", nprobe)
 
 
 def search_index(index: faiss.Index, catalogue: pd.DataFrame, queries: FeatureStore, params: RecallParams,
