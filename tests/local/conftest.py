@@ -8,6 +8,7 @@ import pytest
 from skimage import data
 
 from d2lv.local import sift, store
+from d2lv.local.params import SiftParams
 
 
 def gray(rgb: np.ndarray) -> np.ndarray:
@@ -15,7 +16,7 @@ def gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def features(image_id: str, image: np.ndarray, max_keypoints: int = 600) -> store.ImageFeatures:
-    keypoints, descriptors = sift.extract(image, 300, max_keypoints)
+    keypoints, descriptors = sift.extract(image, SiftParams(max_keypoints=max_keypoints))
     return store.ImageFeatures(image_id, image.shape[1], image.shape[0], keypoints, descriptors)
 
 

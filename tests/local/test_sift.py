@@ -6,12 +6,13 @@ import cv2
 import numpy as np
 
 from d2lv.local import sift
+from d2lv.local.params import SiftParams
 
 
 class TestExtract:
     def test_keypoints_in_original_pixels_and_capped(self, photos):
         image = photos["astronaut"]  # 512x512, extracted at 300x300
-        keypoints, descriptors = sift.extract(image, short_side=300, max_keypoints=400)
+        keypoints, descriptors = sift.extract(image, SiftParams(short_side=300, max_keypoints=400))
         assert 300 < len(keypoints) <= 400
         assert descriptors.dtype == np.uint8 and descriptors.shape == (len(keypoints), 128)
         assert keypoints[:, 0].max() > 400, "x must be rescaled to the original 512 px width"
@@ -22,10 +23,18 @@ class TestExtract:
         norms = np.linalg.norm(sift.dequantize(descriptors), axis=1)
         np.testing.assert_allclose(norms, 1.0, atol=0.02)
 
-    def test_small_image_is_not_upscaled(self, photos):
+    def test_small_image_is_upsampled_and_its_keypoints_stay_in_its_pixels(self, photos):
         small = cv2.resize(photos["coffee"], (200, 133))
-        keypoints, _ = sift.extract(small, short_side=300)
-        assert keypoints[:, 0].max() < 200
+        kept_small, _ = sift.extract(small, SiftParams(max_upscale=1.0))
+        upsampled, _ = sift.extract(small, SiftParams(max_upscale=2.0))
+        assert len(upsampled) > 1.5 * len(kept_small)
+        assert upsampled[:, 0].max() < 200 and upsampled[:, 1].max() < 133
+
+    def test_upsampling_is_capped(self):
+        assert sift.extraction_scale(100, 50, 300, 2.0) == 2.0
+        assert sift.extraction_scale(400, 200, 300, 2.0) == 1.5
+        assert sift.extraction_scale(1200, 600, 300, 2.0) == 0.5
+        assert sift.extraction_scale(100, 50, 300, 1.0) == 1.0
 
     def test_blank_image_has_no_keypoints(self):
         keypoints, descriptors = sift.extract(np.full((200, 300), 128, np.uint8))

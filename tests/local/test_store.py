@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from d2lv.local import store
+from d2lv.local.params import SiftParams
 from d2lv.local.sift import extract
 
 
 class TestStore:
     def test_round_trip_over_two_shards(self, photos, tmp_path):
-        a = store.ImageFeatures("a", *photos["chelsea"].shape[1::-1], *extract(photos["chelsea"], 300, 200))
-        b = store.ImageFeatures("b", *photos["coffee"].shape[1::-1], *extract(photos["coffee"], 300, 150))
+        a = store.ImageFeatures("a", *photos["chelsea"].shape[1::-1], *extract(photos["chelsea"], SiftParams(max_keypoints=200)))
+        b = store.ImageFeatures("b", *photos["coffee"].shape[1::-1], *extract(photos["coffee"], SiftParams(max_keypoints=150)))
         empty = store.ImageFeatures("blank", 10, 10, np.zeros((0, 4), np.float32), np.zeros((0, 128), np.uint8))
         store.write_store(tmp_path / "0.h5", [a, empty], {"short_side": 300})
         store.write_store(tmp_path / "1.h5", [b], {"short_side": 300})
@@ -33,7 +34,7 @@ def test_a_store_of_many_shards_reads_images_lazily_with_few_files_open(photos, 
     for i, name in enumerate(["chelsea", "coffee", "rocket", "astronaut"]):
         path = tmp_path / f"{i}.h5"
         store.write_store(path, [store.ImageFeatures(name, *photos[name].shape[1::-1],
-                                                     *extract(photos[name], 300, 100))], {})
+                                                     *extract(photos[name], SiftParams(max_keypoints=100)))], {})
         paths.append(path)
     lazy, eager = store.FeatureStore(paths), store.FeatureStore(paths)
     eager.descriptors, eager.keypoints  # noqa: B018 (loads every array)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from d2lv.local import verify
+from d2lv.local import sift, verify
 from d2lv.local.params import VerifyParams
 
 
@@ -31,6 +31,28 @@ class TestVerify:
         loose, _ = verify.ratio_matches(q.descriptors, r.descriptors, 0.9)
         strict, _ = verify.ratio_matches(q.descriptors, r.descriptors, 0.6)
         assert len(strict) < len(loose)
+
+    def test_two_nearest_equals_a_full_sort(self, reference_store, query_store):
+        q = sift.dequantize(query_store.get("q_astronaut").descriptors)
+        r = sift.dequantize(reference_store.get("coffee").descriptors)
+        nearest, d1, d2 = verify.two_nearest(q, r)
+        exact = ((q[:, None, :] - r[None, :, :]) ** 2).sum(-1)
+        order = np.sort(exact, axis=1)
+        np.testing.assert_allclose(d1, order[:, 0], atol=1e-5)
+        np.testing.assert_allclose(d2, order[:, 1], atol=1e-5)
+        np.testing.assert_allclose(exact[np.arange(len(q)), nearest], order[:, 0], atol=1e-5)
+
+    def test_mirrored_pass_runs_only_when_its_probe_finds_matches(self, reference_store, query_store):
+        params = VerifyParams()
+        reference = sift.dequantize(reference_store.get("coffee").descriptors)
+
+        def probe(query_id: str) -> bool:
+            query = sift.dequantize(query_store.get(query_id).descriptors)
+            return verify.mirror_can_win(query[:, sift.MIRROR_PERMUTATION], reference, params)
+
+        assert probe("q_coffee_mirrored")
+        assert not probe("q_astronaut")
+        assert verify.mirror_can_win(reference[:10], reference, VerifyParams(mirror_probe=0))
 
     def test_duplicate_positions_count_once(self):
         points = np.array([[10, 10, 1, 0], [10.2, 9.9, 1, 90], [50, 50, 1, 0]], np.float32)

@@ -34,10 +34,10 @@ def _sift(args: argparse.Namespace) -> None:
     for row in tqdm(usable.itertuples(index=False), total=len(usable), desc="sift", unit="img",
                     disable=args.quiet):
         gray = images.load_gray(row.path, args.max_pixels)
-        keypoints, descriptors = sift.extract(gray, params.short_side, params.max_keypoints)
+        keypoints, descriptors = sift.extract(gray, params)
         features.append(store.ImageFeatures(row.id, row.width, row.height, keypoints, descriptors))
-    store.write_store(args.out, features, {"short_side": params.short_side, "max_keypoints": params.max_keypoints,
-                                           "rootsift_scale": sift.ROOTSIFT_SCALE})
+    store.write_store(args.out, features, {"short_side": params.short_side, "max_upscale": params.max_upscale,
+                                           "max_keypoints": params.max_keypoints, "rootsift_scale": sift.ROOTSIFT_SCALE})
 
 
 def _local_train(args: argparse.Namespace) -> None:

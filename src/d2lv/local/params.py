@@ -21,7 +21,9 @@ class SiftParams(Options):
     """RootSIFT extraction."""
 
     section: ClassVar[str] = "sift"
-    short_side: int = option(300, "downscale so the short side is at most this (the original method's 300)")
+    short_side: int = option(300, "scale so the short side is this (the original method's 300, downscaling only)")
+    max_upscale: float = option(2.0, "upsample an image whose short side is below short_side at most this many times "
+                                "(1: never)")
     max_keypoints: int = option(600, "keep the strongest keypoints")
 
 
@@ -89,10 +91,15 @@ class VerifyParams(Options):
     ratio: float = option(0.745, "Lowe ratio: keep a match if d1 < ratio * d2 (the original's 1.8 d1^2 < d2^2)")
     mirrored: bool = option(True, "also match the left-right mirrored reference and keep the better pass",
                             flags=("--mirror",))
+    mirror_probe: int = option(150, "run the mirrored pass only if the query's strongest N keypoints, mirrored, "
+                              "... (0: always run it)")
+    mirror_probe_matches: int = option(3, "... find at least this many ratio-test matches")
     geometry: str = option("homography", "transform fitted with MAGSAC++; none counts every ratio-test match",
                            choices=GEOMETRIES)
     ransac_threshold: float = option(4.0, "inlier threshold in pixels at the SIFT extraction scale")
     short_side: int = option(300, "the SIFT extraction's short side (scales the threshold)", key="sift.short_side")
+    max_upscale: float = option(2.0, "the SIFT extraction's largest upsampling (scales the threshold)",
+                                key="sift.max_upscale")
 
     def __post_init__(self) -> None:
         if self.geometry not in GEOMETRIES:

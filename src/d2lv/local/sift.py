@@ -11,17 +11,29 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from d2lv.local.params import SiftParams
+
 ROOTSIFT_SCALE = 512.0
 DESCRIPTOR_DIM = 128
 
 
-def resize_short_side(gray: np.ndarray, short_side: int) -> tuple[np.ndarray, float]:
-    """Downscale so the short side is at most ``short_side``; return the image and its scale."""
+def extraction_scale(width: int, height: int, short_side: int, max_upscale: float) -> float:
+    """The factor SIFT sees an image at: its short side brought to ``short_side``, upscaled at most
+    ``max_upscale`` times (1: never upscaled)."""
+    return min(max_upscale, short_side / max(1, min(width, height)))
+
+
+def resize_for_sift(gray: np.ndarray, short_side: int, max_upscale: float = 1.0) -> tuple[np.ndarray, float]:
+    """Scale so the short side is ``short_side`` (see :func:`extraction_scale`); the image and its scale.
+
+    Small images are upsampled because SIFT's smallest octave needs a few pixels per feature: a copy
+    shrunk to 130 px, or the crop of a small pasted copy, otherwise yields too few keypoints to verify.
+    """
     h, w = gray.shape[:2]
-    scale = min(1.0, short_side / min(h, w))
-    if scale < 1.0:
+    scale = extraction_scale(w, h, short_side, max_upscale)
+    if scale != 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC)
     return gray, scale
 
 
@@ -37,19 +49,19 @@ def dequantize(descriptors: np.ndarray) -> np.ndarray:
     return descriptors.astype(np.float32) / ROOTSIFT_SCALE
 
 
-def extract(gray: np.ndarray, short_side: int = 300, max_keypoints: int = 600) -> tuple[np.ndarray, np.ndarray]:
+def extract(gray: np.ndarray, params: SiftParams = SiftParams()) -> tuple[np.ndarray, np.ndarray]:
     """Detect SIFT keypoints and compute RootSIFT descriptors.
 
     Returns:
         keypoints: float32 ``[N, 4]`` (x, y, size, angle) in pixels of ``gray``.
         descriptors: uint8 ``[N, 128]`` quantised RootSIFT, strongest first.
     """
-    small, scale = resize_short_side(gray, short_side)
-    sift = cv2.SIFT_create(nfeatures=max_keypoints)
+    small, scale = resize_for_sift(gray, params.short_side, params.max_upscale)
+    sift = cv2.SIFT_create(nfeatures=params.max_keypoints)
     keypoints, descriptors = sift.detectAndCompute(small, None)
     if descriptors is None or not keypoints:
         return np.zeros((0, 4), np.float32), np.zeros((0, DESCRIPTOR_DIM), np.uint8)
-    order = np.argsort([-k.response for k in keypoints], kind="stable")[:max_keypoints]
+    order = np.argsort([-k.response for k in keypoints], kind="stable")[:params.max_keypoints]
     points = np.array([(k.pt[0], k.pt[1], k.size, k.angle) for k in keypoints], np.float32)[order]
     points[:, :3] /= scale
     return points, rootsift_uint8(descriptors[order])
@@ -67,9 +79,14 @@ def _mirror_permutation() -> np.ndarray:
 MIRROR_PERMUTATION = _mirror_permutation()
 
 
-def mirror(keypoints: np.ndarray, descriptors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints and descriptors of the left-right mirrored image, without re-extraction."""
+def mirror_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
+    """The keypoints, in the same order, of the left-right mirrored image."""
     flipped = keypoints.copy()
     flipped[:, 0] = (width - 1) - keypoints[:, 0]
     flipped[:, 3] = (180.0 - keypoints[:, 3]) % 360.0
-    return flipped, descriptors[:, MIRROR_PERMUTATION]
+    return flipped
+
+
+def mirror(keypoints: np.ndarray, descriptors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints and descriptors of the left-right mirrored image, without re-extraction."""
+    return mirror_keypoints(keypoints, width), descriptors[:, MIRROR_PERMUTATION]

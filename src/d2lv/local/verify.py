@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from d2lv.io import tables
 from d2lv.local.params import VerifyParams
-from d2lv.local.sift import dequantize, mirror
+from d2lv.local.sift import MIRROR_PERMUTATION, dequantize, extraction_scale, mirror_keypoints
 from d2lv.local.store import FeatureStore, ImageFeatures
 
 MIN_POINTS = {"homography": 4, "affine": 3, "none": 0}
@@ -30,17 +30,34 @@ class PairScore:
     flipped: bool
 
 
+def two_nearest(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each query vector's nearest reference vector, and the squared L2 distances to its two nearest.
+
+    One matrix product and two row reductions: a full sort or ``argpartition`` of the distance
+    matrix costs several times the product itself.
+    """
+    dist = query @ reference.T
+    dist *= -2.0
+    dist += (reference * reference).sum(1)
+    rows = np.arange(len(query))
+    nearest = dist.argmin(1)
+    d1 = dist[rows, nearest]
+    dist[rows, nearest] = np.inf
+    d2 = dist.min(1)
+    norms = (query * query).sum(1)
+    return nearest, d1 + norms, d2 + norms
+
+
 def ratio_matches(query: np.ndarray, reference: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (query, reference) of 2-NN matches passing Lowe's ratio test."""
+    """Indices (query, reference) of 2-NN matches passing Lowe's ratio test.
+
+    Descriptors are uint8 RootSIFT (:func:`d2lv.local.sift.dequantize`) or already float32.
+    """
     if len(query) == 0 or len(reference) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    q, r = dequantize(query), dequantize(reference)
-    sq = (q * q).sum(1)[:, None] + (r * r).sum(1)[None, :] - 2.0 * q @ r.T
-    two = np.argpartition(sq, 1, axis=1)[:, :2]
-    d = np.take_along_axis(sq, two, axis=1)
-    swap = d[:, 0] > d[:, 1]
-    nearest = np.where(swap, two[:, 1], two[:, 0])
-    d1, d2 = np.minimum(d[:, 0], d[:, 1]), np.maximum(d[:, 0], d[:, 1])
+    q = dequantize(query) if query.dtype == np.uint8 else query
+    r = dequantize(reference) if reference.dtype == np.uint8 else reference
+    nearest, d1, d2 = two_nearest(q, r)
     ok = np.maximum(d1, 0.0) < (ratio * ratio) * d2
     return np.flatnonzero(ok), nearest[ok]
 
@@ -54,15 +71,19 @@ def unique_positions(q_idx: np.ndarray, r_idx: np.ndarray, q_points: np.ndarray,
     """
     if len(q_idx) == 0:
         return q_idx, r_idx
-    q_pos = np.rint(q_points[q_idx, :2]).astype(np.int64)
-    r_pos = np.rint(r_points[r_idx, :2]).astype(np.int64)
-    _, first_q = np.unique(q_pos, axis=0, return_index=True)
+    _, first_q = np.unique(_position_keys(q_points[q_idx]), return_index=True)
     keep = np.zeros(len(q_idx), bool)
     keep[first_q] = True
-    _, first_r = np.unique(r_pos[keep], axis=0, return_index=True)
+    _, first_r = np.unique(_position_keys(r_points[r_idx[keep]]), return_index=True)
     kept = np.flatnonzero(keep)[first_r]
     kept.sort()
     return q_idx[kept], r_idx[kept]
+
+
+def _position_keys(points: np.ndarray) -> np.ndarray:
+    """One int64 per keypoint for its position rounded to whole pixels (a 1-D key sorts far faster than rows)."""
+    pos = np.rint(points[:, :2]).astype(np.int64)
+    return (pos[:, 0] << 32) + pos[:, 1]
 
 
 def inlier_mask(src: np.ndarray, dst: np.ndarray, geometry: str, threshold: float) -> np.ndarray:
@@ -115,28 +136,52 @@ class PairMatches:
         return int(self.inliers.sum())
 
 
-def _match_orientation(query: ImageFeatures, keypoints: np.ndarray, descriptors: np.ndarray,
-                       threshold: float, params: VerifyParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Matched (query, reference) keypoint indices and their inlier mask against one orientation."""
-    q_idx, r_idx = ratio_matches(query.descriptors, descriptors, params.ratio)
+def _match_orientation(query: ImageFeatures, descriptors: np.ndarray, reference: np.ndarray,
+                       keypoints: np.ndarray, threshold: float,
+                       params: VerifyParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Matched (query, reference) keypoint indices and their inlier mask against one orientation.
+
+    ``descriptors`` are the query's (float32, possibly mirrored), ``reference`` the reference's.
+    """
+    q_idx, r_idx = ratio_matches(descriptors, reference, params.ratio)
     q_idx, r_idx = unique_positions(q_idx, r_idx, query.keypoints, keypoints)
     mask = inlier_mask(query.keypoints[q_idx, :2], keypoints[r_idx, :2], params.geometry, threshold)
     return q_idx, r_idx, mask
 
 
+def mirror_can_win(mirrored: np.ndarray, reference: np.ndarray, params: VerifyParams) -> bool:
+    """Whether the mirrored pass is worth running: its probe, the query's strongest keypoints
+    (``verify.mirror_probe`` of them; descriptors are stored strongest first), finds enough matches.
+
+    A mirrored copy matches on its strongest keypoints as well as on the rest; a pair that is not a
+    mirrored copy finds almost nothing there, and the full mirrored pass is skipped.
+    """
+    if params.mirror_probe == 0 or len(mirrored) <= params.mirror_probe:
+        return True
+    probe, _ = ratio_matches(mirrored[:params.mirror_probe], reference, params.ratio)
+    return len(probe) >= params.mirror_probe_matches
+
+
 def match_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams) -> PairMatches:
     """The correspondences of one pair; the better of the plain and mirrored passes wins (more inliers,
-    then more matches)."""
-    scale = max(1.0, min(reference.width, reference.height) / params.short_side)
-    threshold = params.ransac_threshold * scale
-    q_idx, r_idx, mask = _match_orientation(query, reference.keypoints, reference.descriptors, threshold, params)
+    then more matches).
+
+    The mirrored pass matches the query's mirrored descriptors against the reference's: mirroring is a
+    permutation of the descriptor's components, so the distances equal those to the mirrored reference,
+    whose mirrored keypoints the geometry is fitted to.
+    """
+    threshold = params.ransac_threshold / extraction_scale(reference.width, reference.height, params.short_side,
+                                                           params.max_upscale)
+    q, r = dequantize(query.descriptors), dequantize(reference.descriptors)
+    q_idx, r_idx, mask = _match_orientation(query, q, r, reference.keypoints, threshold, params)
     flipped = False
-    if params.mirrored:
-        keypoints, descriptors = mirror(reference.keypoints, reference.descriptors, reference.width)
-        m_q, m_r, m_mask = _match_orientation(query, keypoints, descriptors, threshold, params)
+    mirrored = q[:, MIRROR_PERMUTATION]
+    if params.mirrored and mirror_can_win(mirrored, r, params):
+        keypoints = mirror_keypoints(reference.keypoints, reference.width)
+        m_q, m_r, m_mask = _match_orientation(query, mirrored, r, keypoints, threshold, params)
         if (int(m_mask.sum()), len(m_mask)) > (int(mask.sum()), len(mask)):
             q_idx, r_idx, mask, flipped = m_q, m_r, m_mask, True
-    # mirror() keeps the keypoint order, so the indices address the unmirrored reference as well.
+    # mirror_keypoints() keeps the keypoint order, so the indices address the unmirrored reference as well.
     return PairMatches(query.keypoints[q_idx, :2], reference.keypoints[r_idx, :2], mask, flipped)
 
 

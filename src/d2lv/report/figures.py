@@ -261,8 +261,7 @@ def correspondences(query_rgb: np.ndarray, reference_rgb: np.ndarray, crop: tupl
 
 
 def _features(gray: np.ndarray, sift_params: SiftParams) -> ImageFeatures:
-    keypoints, descriptors = sift.extract(np.ascontiguousarray(gray), sift_params.short_side,
-                                          sift_params.max_keypoints)
+    keypoints, descriptors = sift.extract(np.ascontiguousarray(gray), sift_params)
     return ImageFeatures("", gray.shape[1], gray.shape[0], keypoints, descriptors)
 
 
