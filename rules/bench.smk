@@ -105,6 +105,7 @@ rule bench_report:
         local_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
         queries_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
         references_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
+        boxes=shard_files(f"{WORK}/detect/queries/boxes/{{shard}}.parquet", "queries") if DETECT_ENABLED else [],
     output:
         report=f"{BENCH}/report.md",
         table=f"{BENCH}/results.parquet",
@@ -115,13 +116,14 @@ rule bench_report:
         "../envs/d2lv.yaml"
     params:
         categories=lambda wildcards, input: f"--categories {input.categories}" if input.categories else "",
+        boxes=lambda wildcards, input: f"--boxes {input.boxes}" if input.boxes else "",
         out=lambda wildcards, output: Path(output.report).parent,
         benchmarks=f"{RESULTS}/benchmarks",
         systems=report_systems,
     shell:
         "d2lv bench report --quiet --ground-truth {input.ground_truth} {params.categories}"
         " --queries-manifests {input.queries_manifests} --references-manifests {input.references_manifests}"
-        " --benchmarks {params.benchmarks} -o {params.out} --baseline PDQ {params.systems} 2> {log}"
+        " {params.boxes} --benchmarks {params.benchmarks} -o {params.out} --baseline PDQ {params.systems} 2> {log}"
 
 
 rule bench:

@@ -11,7 +11,7 @@ from d2lv.descriptor.params import (
     TrainParams,
     WhiteningParams,
 )
-from d2lv.detect.params import BoxParams, DetectorParams, TrainingParams
+from d2lv.detect.params import BoxParams, DetectorParams, TrainingParams, detector_weights
 from d2lv.fusion.params import CalibrationParams, FitParams, MergeParams, OutputParams
 from d2lv.io.images import DecodeParams
 from d2lv.local.params import (

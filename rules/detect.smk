@@ -1,4 +1,4 @@
-DETECTOR = DETECT["weights"] or f"{WORK}/detect/detector.pt"
+DETECTOR = detector_weights(DETECT["weights"], DETECT["train"], f"{WORK}/detect/detector.pt")
 
 
 rule train_detector:

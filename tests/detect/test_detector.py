@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import skimage.data
 from conftest import save_photos
 from PIL import Image
 
 from d2lv import cli
 from d2lv.detect import runtime
 from d2lv.detect.boxes import detect
+from d2lv.detect.params import SHIPPED_WEIGHTS
+from d2lv.evaluation.metrics import box_iou
 from d2lv.io import manifest, tables
 from d2lv.io.images import ImageError, load_image
 from d2lv.synth.detector_set import paste_on_canvas
@@ -195,3 +198,32 @@ def test_detect_cli_names_the_config_key_when_weights_are_missing(queries, tmp_p
     assert status == 2
     assert "detect.weights" in capsys.readouterr().err
     assert not (tmp_path / "boxes.parquet").exists()
+
+
+# --- the shipped detector -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pasted_copies(tmp_path_factory) -> tuple[pd.DataFrame, np.ndarray]:
+    """Each photo of :data:`PHOTOS` (none of them in the shipped detector's training set) pasted onto
+    the next one, with its true box."""
+    folder = tmp_path_factory.mktemp("pasted")
+    rng = np.random.default_rng(3)
+    paths, truth = [], []
+    photo = lambda name: Image.fromarray(getattr(skimage.data, name)()).convert("RGB")  # noqa: E731
+    for name, canvas in zip(PHOTOS, PHOTOS[1:] + PHOTOS[:1]):
+        edited = paste_on_canvas(photo(name), photo(canvas).resize((640, 480)), rng)
+        edited.image.save(folder / f"{name}.png")
+        paths.append(folder / f"{name}.png")
+        truth.append(edited.box)
+    frame = pd.DataFrame({"id": [p.stem for p in paths], "path": [str(p) for p in paths]})
+    return frame, np.array(truth, float)
+
+
+def test_shipped_detector_finds_copies_of_photos_it_never_saw(pasted_copies, offline, config_dir, tmp_path):
+    assert SHIPPED_WEIGHTS.is_file() and SHIPPED_WEIGHTS.stat().st_size < 10_000_000
+    frame, truth = pasted_copies
+    boxes, _ = detect(frame, SHIPPED_WEIGHTS, tmp_path / "crops", device="cpu", progress=False, config_dir=config_dir)
+    found = boxes.set_index("query_id").loc[frame.id]
+    iou = box_iou(truth, found[["x0", "y0", "x1", "y1"]].astype(float).fillna(0).to_numpy())
+    assert (found.cropped.to_numpy() & (iou >= 0.5)).sum() >= len(frame) - 1, dict(zip(frame.id, iou.round(2)))

@@ -14,6 +14,8 @@ import pytest
 
 from d2lv.evaluation.metrics import (
     Metrics,
+    box_iou,
+    detector_recall,
     evaluate,
     family_recall,
     micro_average_precision,
@@ -339,3 +341,22 @@ def test_family_recall_counts_only_copy_queries_of_each_family():
                                 "score": [5.0, 4.0, 3.0, 9.0]})
     recall = family_recall(predictions, gt, categories)
     assert recall["crop"] == 0.5 and recall["text"] == 1.0
+
+
+def test_box_iou_of_equal_disjoint_and_half_overlapping_boxes():
+    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
+    b = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [5, 0, 15, 10]], float)
+    np.testing.assert_allclose(box_iou(a, b), [1.0, 0.0, 50 / 150])
+
+
+def test_detector_recall_counts_found_boxes_and_mistaken_crops():
+    categories = pd.DataFrame({
+        "query_id": ["p1", "p2", "f1", "f2"], "recipe": ["paste", "paste", "mild", "mild"],
+        "box_x0": ["0", "0", "", ""], "box_y0": ["0", "0", "", ""],
+        "box_x1": ["100", "100", "", ""], "box_y1": ["100", "100", "", ""]})
+    boxes = pd.DataFrame({"query_id": ["p1", "p2", "f1", "f2"], "cropped": [True, True, True, False],
+                          "x0": [5, 60, 0, None], "y0": [5, 60, 0, None], "x1": [100, 160, 50, None],
+                          "y1": [100, 160, 50, None], "confidence": [0.9, 0.8, 0.5, None]})
+    table = detector_recall(boxes, categories).set_index("family")
+    assert table.loc["paste", "placed"] == 2 and table.loc["paste", "box_recall"] == 0.5
+    assert table.loc["mild", "full_frame"] == 2 and table.loc["mild", "cropped_by_mistake"] == 1

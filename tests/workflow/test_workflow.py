@@ -118,7 +118,7 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     only the new reference's shard is extracted and added, nothing is trained again."""
     queries, references, ground_truth = user_sets
     add_distractors(references, 40)  # with the demo's 8 and the 2 broken files: 50
-    work = workdir_with_config(tmp_path / "run")
+    work = workdir_with_config(tmp_path / "run", {"detect": {"train": True}})  # per-run training still works
     contract = ["--config", f"queries={queries}", f"references={references}", f"results={tmp_path / 'out'}",
                 f"ground_truth={ground_truth}", "shard_size=10"]
     snakemake(work, *contract)
@@ -130,6 +130,7 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     matches = read_matches(tmp_path / "out" / "matches.csv")
     assert "truncated" not in set(matches.query_id)
     assert pd.read_json(tmp_path / "out" / "metrics.json", typ="series").micro_ap >= 0.9
+    assert (tmp_path / "out" / "work" / "detect" / "detector.pt").stat().st_size > 1_000_000
 
     photo = Path(skimage.data.__file__).parent / "motorcycle_right.png"
     shutil.copy(photo, references / "extra.png")
@@ -163,7 +164,8 @@ def test_duplicate_ids_stop_the_run_before_any_job(tmp_path, user_sets):
 def test_dry_run_wires_the_detector_crop_branch_and_calibration(tmp_path):
     jobs = planned_jobs(workdir_with_config(tmp_path / "default"))
     # One reference shard and one shard per query set: queries and the calibration copies.
-    assert jobs["train_detector"] == 1 and jobs["make_calibration"] == 1 and jobs["fit_merge"] == 1
+    assert "train_detector" not in jobs, "the shipped detector is used unless detect.train is set"
+    assert jobs["make_calibration"] == 1 and jobs["fit_merge"] == 1
     assert jobs["detect"] == 2  # per query set
     assert jobs["sift"] == 5  # references, queries, calibration, and both sets' crops
     assert jobs["local_train"] == jobs["local_add"] == jobs["local_merge"] == 1  # one reference shard
@@ -174,6 +176,11 @@ def test_dry_run_wires_the_detector_crop_branch_and_calibration(tmp_path):
     own_weights.write_bytes(b"")
     jobs = planned_jobs(workdir_with_config(tmp_path / "weights", {"detect": {"weights": str(own_weights)}}))
     assert "train_detector" not in jobs and jobs["detect"] == 2
+    jobs = planned_jobs(workdir_with_config(tmp_path / "train", {"detect": {"train": True}}))
+    assert jobs["train_detector"] == 1 and jobs["detect"] == 2
+    both = workdir_with_config(tmp_path / "both", {"detect": {"train": True, "weights": str(own_weights)}})
+    result = snakemake(both, "-n", check=False)
+    assert result.returncode != 0 and "exclude each other" in result.stdout + result.stderr
 
     jobs = planned_jobs(workdir_with_config(tmp_path / "sum", {"merge": {"mode": "sum"}}))
     assert not {"make_calibration", "fit_merge"} & set(jobs) and jobs["detect"] == 1

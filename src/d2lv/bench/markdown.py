@@ -31,6 +31,10 @@ def markdown_report(result: BenchResult, n_images: Mapping[str, int], title: str
     if len(result.families):
         lines += ["", "## recall@1 per recipe family", "", markdown_table(result.families.reset_index(
             names="family")), "", "![recall per family](recall_per_family.png)"]
+    if result.detector is not None:
+        lines += ["", "## Copy-region detector", "", "Per family: queries whose photo lies in a larger picture "
+                  "(placed), the share whose kept box overlaps the true one with IoU >= 0.5 (box_recall), and "
+                  "full-frame queries the detector cropped all the same.", "", markdown_table(result.detector)]
     stage_columns = [c for c in result.table.columns if c.startswith("s_per_image[")]
     if stage_columns:
         per_stage = result.table[stage_columns].max(axis=0)  # a step costs the same in every system using it

@@ -33,6 +33,7 @@ class BenchResult:
     table: pd.DataFrame  # one row per system
     families: pd.DataFrame  # recall@1 per system and recipe family
     curves: dict[str, metrics.PRCurve] = field(default_factory=dict)
+    detector: pd.DataFrame | None = None  # box recall per family (:func:`d2lv.evaluation.metrics.detector_recall`)
 
 
 def read_predictions(spec: str, max_per_query: int = 10) -> pd.DataFrame:

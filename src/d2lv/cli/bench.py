@@ -87,14 +87,20 @@ def _systems(args: argparse.Namespace) -> list:
 
 
 def _bench_report(args: argparse.Namespace) -> None:
+    import dataclasses
+
     from d2lv.bench import markdown, systems
-    from d2lv.io import isc, manifest
+    from d2lv.evaluation import metrics
+    from d2lv.io import isc, manifest, tables
 
     n_images = {name: sum(len(manifest.read_manifest(p)) for p in getattr(args, f"{name}_manifests"))
                 for name in INPUT_SETS}
     categories = isc.read_id_csv(args.categories) if args.categories else None
     result = systems.evaluate_systems(_systems(args), isc.read_ground_truth(args.ground_truth), categories,
                                       systems.read_stage_timings(args.benchmarks), n_images)
+    if args.boxes and categories is not None:
+        boxes = tables.read_tables(args.boxes, tables.BOXES)
+        result = dataclasses.replace(result, detector=metrics.detector_recall(boxes, categories))
     markdown.write_report(result, args.out, n_images)
     print(result.table.to_string(index=False), file=sys.stderr)
 
@@ -164,6 +170,8 @@ def _add_report(steps: Subparsers) -> None:
     p.add_argument("--baseline", help="the system speed ratios are measured against")
     p.add_argument("--ground-truth", required=True, help="CSV query_id,reference_id")
     p.add_argument("--categories", help="CSV query_id,kind,recipe for recall@1 per recipe family")
+    p.add_argument("--boxes", nargs="+", default=[], help="the detector's box tables of the queries .parquet: "
+                   "box recall per family (needs --categories)")
     p.add_argument("--benchmarks", required=True, help="folder of Snakemake benchmark .tsv files")
     p.add_argument("--queries-manifests", nargs="+", required=True, help="query manifests .parquet")
     p.add_argument("--references-manifests", nargs="+", required=True, help="reference manifests .parquet")

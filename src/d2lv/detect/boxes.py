@@ -19,6 +19,7 @@ import pyarrow as pa
 from PIL import Image
 from tqdm import tqdm
 
+from d2lv.detect.params import BoxParams, DetectorParams
 from d2lv.detect.runtime import offline_ultralytics, ultralytics_device
 from d2lv.io import tables
 from d2lv.io.images import Box, ImageError, load_image
@@ -77,10 +78,10 @@ def detect(
     manifest_frame: pd.DataFrame,
     weights: str | os.PathLike,
     crops_dir: str | os.PathLike,
-    min_confidence: float = 0.25,
-    max_area: float = 0.85,
-    max_aspect: float = 4.0,
-    image_size: int = 320,
+    min_confidence: float = BoxParams.confidence,
+    max_area: float = BoxParams.max_area,
+    max_aspect: float = BoxParams.max_aspect,
+    image_size: int = DetectorParams.image_size,
     device: str = "auto",
     progress: bool = True,
     config_dir: str | os.PathLike | None = None,

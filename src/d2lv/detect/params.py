@@ -7,10 +7,28 @@ parse time without importing torch or Ultralytics.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from d2lv.device import DEVICES
 from d2lv.options import Options, option
+
+
+#: The copy-region detector shipped with d2lv (``detect.weights: ""``): YOLOv5u nano trained by
+#: ``bash scripts/train-detector.sh`` on images synthesised from ../shared/data/ukbench and
+#: bsds500/train only, at :attr:`DetectorParams.image_size`'s default.
+SHIPPED_WEIGHTS = Path(__file__).with_name("weights") / "copy-region-yolov5nu.pt"
+
+
+def detector_weights(weights: str, train: bool, trained: str) -> str:
+    """The weights a run detects with: the user's, ``trained`` (the per-run training's output) when
+    ``train`` is set, else the shipped ones."""
+    if weights and train:
+        raise ValueError("detect.weights and detect.train: true exclude each other: give your own weights, "
+                         "or train on the references, not both")
+    if weights:
+        return weights
+    return trained if train else str(SHIPPED_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -18,7 +36,7 @@ class DetectorParams(Options):
     """The detector network, in training and in detection."""
 
     section: ClassVar[str] = "detect"
-    image_size: int = option(320, "network input side (a multiple of 32); detect with the training one")
+    image_size: int = option(256, "network input side (a multiple of 32); detect with the training one")
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
 
 
@@ -27,8 +45,8 @@ class TrainingParams(Options):
     """Training the detector on images synthesised from the references."""
 
     section: ClassVar[str] = "detect"
-    train_images: int = option(300, "training images to synthesise (10%% for validation)", flags=("--images",))
-    train_epochs: int = option(8, "training epochs", flags=("--epochs",))
+    train_images: int = option(2000, "training images to synthesise (10%% for validation)", flags=("--images",))
+    train_epochs: int = option(20, "training epochs", flags=("--epochs",))
     train_batch_size: int = option(16, "images per training batch", flags=("--batch",))
 
 
