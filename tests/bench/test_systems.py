@@ -63,3 +63,5 @@ def test_bench_run_on_a_tiny_benchmark(tmp_path, tiny_bench):
         with Image.open(out / "bench" / name) as image:
             assert image.size[0] > 300
     assert f"| {full} |" in report and "![precision-recall](pr_curves.png)" in report
+    assert f"## Top false positives of {full}" in report and "## Copy-region detector" in report
+    assert "| paste |" in report.split("## Copy-region detector")[1]

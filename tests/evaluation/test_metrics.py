@@ -22,6 +22,7 @@ from d2lv.evaluation.metrics import (
     precision_recall,
     recall_at_one,
     recall_at_precision,
+    top_false_positives,
 )
 
 # ---------------------------------------------------------------- helpers
@@ -360,3 +361,15 @@ def test_detector_recall_counts_found_boxes_and_mistaken_crops():
     table = detector_recall(boxes, categories).set_index("family")
     assert table.loc["paste", "placed"] == 2 and table.loc["paste", "box_recall"] == 0.5
     assert table.loc["mild", "full_frame"] == 2 and table.loc["mild", "cropped_by_mistake"] == 1
+
+
+def test_top_false_positives_are_the_best_scored_non_copies_with_their_kind():
+    predictions = pd.DataFrame({"query_id": ["q1", "q1", "q2", "q3"], "reference_id": ["r1", "r2", "r5", "r9"],
+                                "score": [0.9, 0.8, 0.95, 0.1]})
+    ground_truth = pd.DataFrame({"query_id": ["q1", "q2", "q3"], "reference_id": ["r1", "", ""]})
+    categories = pd.DataFrame({"query_id": ["q1", "q2", "q3"], "kind": ["copy", "hard_negative", "noncopy"],
+                               "recipe": ["mild", "none", "text"], "similar_reference_id": ["", "r5", ""]})
+    wrong = top_false_positives(predictions, ground_truth, categories, n=2)
+    assert wrong[["query_id", "reference_id"]].values.tolist() == [["q2", "r5"], ["q1", "r2"]]
+    assert wrong.kind.tolist() == ["hard_negative", "copy"] and wrong.same_object.tolist() == [True, False]
+    assert "kind" not in top_false_positives(predictions, ground_truth, None)

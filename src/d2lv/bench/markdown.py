@@ -31,6 +31,11 @@ def markdown_report(result: BenchResult, n_images: Mapping[str, int], title: str
     if len(result.families):
         lines += ["", "## recall@1 per recipe family", "", markdown_table(result.families.reset_index(
             names="family")), "", "![recall per family](recall_per_family.png)"]
+    if result.false_positives is not None and len(result.false_positives):
+        lines += ["", f"## Top false positives of {result.table.system.iloc[-1]}", "",
+                  "Best-scored pairs that are not copies. kind: copy (the query copies another reference), "
+                  "noncopy, or hard_negative (same_object: the reference shows the query's object).", "",
+                  markdown_table(result.false_positives)]
     if result.detector is not None:
         lines += ["", "## Copy-region detector", "", "Per family: queries whose photo lies in a larger picture "
                   "(placed), the share whose kept box overlaps the true one with IoU >= 0.5 (box_recall), and "

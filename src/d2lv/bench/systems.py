@@ -33,6 +33,7 @@ class BenchResult:
     table: pd.DataFrame  # one row per system
     families: pd.DataFrame  # recall@1 per system and recipe family
     curves: dict[str, metrics.PRCurve] = field(default_factory=dict)
+    false_positives: pd.DataFrame | None = None  # the last system's best-scored non-copies
     detector: pd.DataFrame | None = None  # box recall per family (:func:`d2lv.evaluation.metrics.detector_recall`)
 
 
@@ -127,4 +128,6 @@ def evaluate_systems(systems: Sequence[System], ground_truth: pd.DataFrame, cate
     table = pd.DataFrame(rows)
     if baseline_seconds:
         table["time_vs_pdq"] = table.seconds_per_image * total_images / baseline_seconds
-    return BenchResult(table, pd.DataFrame(families), curves)
+    false_positives = (metrics.top_false_positives(systems[-1].predictions, ground_truth, categories)
+                       if systems else None)
+    return BenchResult(table, pd.DataFrame(families), curves, false_positives)

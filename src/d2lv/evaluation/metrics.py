@@ -125,6 +125,26 @@ def family_recall(predictions: pd.DataFrame, ground_truth: pd.DataFrame, categor
     return pd.Series(out, dtype="float64")
 
 
+
+def top_false_positives(predictions: pd.DataFrame, ground_truth: pd.DataFrame, categories: pd.DataFrame | None,
+                        n: int = 10) -> pd.DataFrame:
+    """The ``n`` best-scored pairs that are not copies, with what their query is.
+
+    Columns: ``query_id, reference_id, score`` and, from ``categories.csv``, the query's ``kind``
+    (``copy``: a copy of another reference; ``noncopy``; ``hard_negative``), its ``recipe``, and
+    ``same_object``: whether the reference shows the hard negative's object.
+    """
+    pairs = unique_pairs(predictions)
+    wrong = pairs[~isc.is_positive(pairs, ground_truth)].head(n).reset_index(drop=True)
+    if categories is None:
+        return wrong[["query_id", "reference_id", "score"]]
+    info = categories.set_index("query_id").reindex(wrong.query_id)
+    wrong["kind"] = info.kind.fillna("").to_numpy()
+    wrong["recipe"] = info.recipe.fillna("").to_numpy()
+    similar = info.get("similar_reference_id", pd.Series("", index=info.index)).fillna("")
+    wrong["same_object"] = similar.to_numpy() == wrong.reference_id.to_numpy()
+    return wrong[["query_id", "reference_id", "score", "kind", "recipe", "same_object"]]
+
 BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
 
 
