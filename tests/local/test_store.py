@@ -11,8 +11,10 @@ from d2lv.local.sift import extract
 
 class TestStore:
     def test_round_trip_over_two_shards(self, photos, tmp_path):
-        a = store.ImageFeatures("a", *photos["chelsea"].shape[1::-1], *extract(photos["chelsea"], SiftParams(max_keypoints=200)))
-        b = store.ImageFeatures("b", *photos["coffee"].shape[1::-1], *extract(photos["coffee"], SiftParams(max_keypoints=150)))
+        a = store.ImageFeatures("a", *photos["chelsea"].shape[1::-1],
+                                *extract(photos["chelsea"], SiftParams(max_keypoints=200)))
+        b = store.ImageFeatures("b", *photos["coffee"].shape[1::-1],
+                                *extract(photos["coffee"], SiftParams(max_keypoints=150)))
         empty = store.ImageFeatures("blank", 10, 10, np.zeros((0, 4), np.float32), np.zeros((0, 128), np.uint8))
         store.write_store(tmp_path / "0.h5", [a, empty], {"short_side": 300})
         store.write_store(tmp_path / "1.h5", [b], {"short_side": 300})

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from d2lv.cli.common import Subparsers, add_command, add_threads, set_faiss_threads
@@ -36,8 +37,7 @@ def _sift(args: argparse.Namespace) -> None:
         gray = images.load_gray(row.path, args.max_pixels)
         keypoints, descriptors = sift.extract(gray, params)
         features.append(store.ImageFeatures(row.id, row.width, row.height, keypoints, descriptors))
-    store.write_store(args.out, features, {"short_side": params.short_side, "max_upscale": params.max_upscale,
-                                           "max_keypoints": params.max_keypoints, "rootsift_scale": sift.ROOTSIFT_SCALE})
+    store.write_store(args.out, features, {**dataclasses.asdict(params), "rootsift_scale": sift.ROOTSIFT_SCALE})
 
 
 def _local_train(args: argparse.Namespace) -> None:

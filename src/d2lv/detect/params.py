@@ -13,7 +13,6 @@ from typing import ClassVar
 from d2lv.device import DEVICES
 from d2lv.options import Options, option
 
-
 #: The copy-region detector shipped with d2lv (``detect.weights: ""``): YOLOv5u nano trained by
 #: ``bash scripts/train-detector.sh`` on images synthesised from ../shared/data/ukbench and
 #: bsds500/train only, at :attr:`DetectorParams.image_size`'s default.
