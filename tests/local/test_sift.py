@@ -46,7 +46,8 @@ def test_mirror_equals_extraction_on_the_mirrored_image(photos):
     raw = cv2.SIFT_create(nfeatures=300)
     kps, des = raw.detectAndCompute(image, None)
     points = np.array([(k.pt[0], k.pt[1], k.size, k.angle) for k in kps], np.float32)
-    mirrored_points, mirrored = sift.mirror(points, sift.rootsift_uint8(des), image.shape[1])
+    mirrored_points = sift.mirror_keypoints(points, image.shape[1])
+    mirrored = sift.rootsift_uint8(des)[:, sift.MIRROR_PERMUTATION]
     flipped_kps = [cv2.KeyPoint(float(x), float(y), float(s), float(a), k.response, k.octave)
                    for (x, y, s, a), k in zip(mirrored_points, kps)]
     _, expected = raw.compute(np.ascontiguousarray(image[:, ::-1]), flipped_kps)

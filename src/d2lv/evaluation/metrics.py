@@ -145,6 +145,7 @@ def top_false_positives(predictions: pd.DataFrame, ground_truth: pd.DataFrame, c
     wrong["same_object"] = similar.to_numpy() == wrong.reference_id.to_numpy()
     return wrong[["query_id", "reference_id", "score", "kind", "recipe", "same_object"]]
 
+
 BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
 
 

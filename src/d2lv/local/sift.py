@@ -86,7 +86,3 @@ def mirror_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
     flipped[:, 3] = (180.0 - keypoints[:, 3]) % 360.0
     return flipped
 
-
-def mirror(keypoints: np.ndarray, descriptors: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints and descriptors of the left-right mirrored image, without re-extraction."""
-    return mirror_keypoints(keypoints, width), descriptors[:, MIRROR_PERMUTATION]

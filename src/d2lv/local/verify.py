@@ -176,8 +176,8 @@ def match_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyPar
     q, r = dequantize(query.descriptors), dequantize(reference.descriptors)
     q_idx, r_idx, mask = _match_orientation(query, q, r, reference.keypoints, threshold, params)
     flipped = False
-    mirrored = q[:, MIRROR_PERMUTATION]
-    if params.mirrored and mirror_can_win(mirrored, r, params):
+    mirrored = q[:, MIRROR_PERMUTATION] if params.mirrored else None
+    if mirrored is not None and mirror_can_win(mirrored, r, params):
         keypoints = mirror_keypoints(reference.keypoints, reference.width)
         m_q, m_r, m_mask = _match_orientation(query, mirrored, r, keypoints, threshold, params)
         if (int(m_mask.sum()), len(m_mask)) > (int(mask.sum()), len(mask)):
@@ -197,7 +197,7 @@ def pair_score(score: PairScore, geometry: str) -> float:
     return float(score.n_matches if geometry == "none" else score.n_inliers)
 
 
-#: Reference features :func:`verify_pairs` keeps decoded (about 90 KB each at 600 keypoints): a
+#: Reference features :func:`verify_pairs` keeps in memory (about 90 KB each at 600 keypoints): a
 #: reference is a candidate of many queries, and reading it from its shard file costs a third of a pair.
 REFERENCE_CACHE = 1024
 
