@@ -48,6 +48,8 @@ PLANS = {
     )
     for name, folder in SET_FOLDERS.items()
 }
+# The reference shards that the models fitted on the references learn from.
+FIT_SHARDS = d2lv_workflow.fit_shards(PLANS["references"], config["fit_images"])
 # Query sets: the user's queries, and the calibration copies the merge is fitted on.
 QUERY_SETS = ["queries"]
 if CALIBRATED:
@@ -72,7 +74,14 @@ wildcard_constraints:
 
 
 def shard_images(wildcards):
-    return PLANS[wildcards.set][wildcards.shard]
+    """A shard's planned images; a calibration shard also waits for the copies to be made (even if empty)."""
+    images = PLANS[wildcards.set][wildcards.shard]
+    return [*images, f"{CALIBRATION_DIR}/ground_truth.csv"] if wildcards.set == "calibration" else images
+
+
+def fit_files(pattern):
+    """``pattern`` (with ``{shard}``) for each reference shard that fitted models learn from (fit_images)."""
+    return expand(pattern, shard=FIT_SHARDS)
 
 
 def shard_files(pattern, set_name):

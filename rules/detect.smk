@@ -4,9 +4,7 @@ DETECTOR = detector_weights(DETECT["weights"], DETECT["train"], f"{WORK}/detect/
 rule train_detector:
     """A YOLOv5u copy-region detector trained on pastes, screenshots and memes made from the references."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
-            : DETECT["train_shards"]
-        ],
+        fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
     output:
         f"{WORK}/detect/detector.pt",
     log:

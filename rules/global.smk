@@ -3,11 +3,9 @@ TRAINED = f"{WORK}/global/descriptor.pt"
 
 
 rule train_descriptor:
-    """Contrastive fine-tuning on the first `global.pca_shards` reference shards (when global.train)."""
+    """Contrastive fine-tuning on the fit_images reference shards (when global.train)."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
-            : GLOBAL["pca_shards"]
-        ],
+        fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
     output:
         TRAINED,
     log:
@@ -53,9 +51,9 @@ rule global_extract:
 
 
 rule global_whitening:
-    """PCA whitening to `global.dim` dimensions, fitted on the first `global.pca_shards` reference shards."""
+    """PCA whitening to `global.dim` dimensions, fitted on the fit_images reference shards."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references")[: GLOBAL["pca_shards"]],
+        fit_files(f"{WORK}/global/raw/references/{{shard}}.h5"),
     output:
         f"{WORK}/global/whitening.h5",
     log:

@@ -3,9 +3,9 @@ INDEX = f"{WORK}/local/index"
 
 
 rule local_train:
-    """The local index's quantisers, trained once on a seeded sample of the first reference shards."""
+    """The local index's quantisers, trained once on a seeded sample of the fit_images reference shards."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references")[: LOCAL["train_shards"]],
+        fit_files(f"{WORK}/features/references/{{shard}}.h5"),
     output:
         f"{INDEX}/trained.faiss",
     log:

@@ -1,9 +1,7 @@
 rule make_calibration:
-    """Edited copies of the first reference shard(s): labelled pairs for the calibrated merge, no user labels."""
+    """Edited copies of the fit_images reference shards: labelled pairs for the calibrated merge, no user labels."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
-            : MERGE["calibration_shards"]
-        ],
+        fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
     output:
         images=[path for shard in PLANS["calibration"].values() for path in shard] if CALIBRATED else [],
         ground_truth=f"{CALIBRATION_DIR}/ground_truth.csv",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from d2lv.io import isc
@@ -41,6 +41,22 @@ def shard_plan(folder: str | os.PathLike, set_name: str, shard_size: int,
     """Shard name -> image paths (as strings, ready to be Snakemake inputs)."""
     plan = plan_shards(list_set(folder, set_name, demo_dir), shard_size)
     return {name: [str(p) for p in paths] for name, paths in plan.items()}
+
+
+def fit_shards(plan: Mapping[str, Sequence[str]], min_images: int) -> list[str]:
+    """The first shards of ``plan`` that together hold at least ``min_images`` images (all, if fewer).
+
+    Models fitted on the references learn from these. Shards are drawn by hash, so they are a random
+    sample of the collection; a tiny shard size widens the sample instead of shrinking it.
+    """
+    chosen: list[str] = []
+    held = 0
+    for name, images in plan.items():
+        if held >= min_images:
+            break
+        chosen.append(name)
+        held += len(images)
+    return chosen
 
 
 def calibration_plan(folder: str | os.PathLike, n_queries: int, shard_size: int) -> dict[str, list[str]]:

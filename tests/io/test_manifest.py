@@ -298,3 +298,17 @@ def test_cli_manifest_fails_on_shared_stem_naming_both_files(tmp_path, chelsea):
     assert str(first) in result.stderr and str(second) in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("min_images", [1, 12, 39])
+def test_fitted_models_learn_from_the_first_shards_holding_enough_images(tmp_path, chelsea, min_images):
+    from d2lv import workflow
+
+    for i in range(40):
+        Image.fromarray(chelsea[i:]).save(tmp_path / f"img{i:02d}.jpg")
+    plan = workflow.shard_plan(tmp_path, "references", shard_size=5)  # 8 shards, about 5 images each
+    sizes = [len(images) for images in plan.values()]
+    chosen = workflow.fit_shards(plan, min_images)
+    assert chosen == list(plan)[: len(chosen)]
+    assert sum(sizes[: len(chosen)]) >= min_images > sum(sizes[: len(chosen) - 1])
+    assert workflow.fit_shards(plan, min_images=1000) == list(plan)  # a smaller collection: every shard

@@ -118,7 +118,8 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     only the new reference's shard is extracted and added, nothing is trained again."""
     queries, references, ground_truth = user_sets
     add_distractors(references, 40)  # with the demo's 8 and the 2 broken files: 50
-    work = workdir_with_config(tmp_path / "run", {"detect": {"train": True}})  # per-run training still works
+    # per-run training still works; the models learn from the first shard only (at least 1 image)
+    work = workdir_with_config(tmp_path / "run", {"detect": {"train": True}, "fit_images": 1})
     contract = ["--config", f"queries={queries}", f"references={references}", f"results={tmp_path / 'out'}",
                 f"ground_truth={ground_truth}", "shard_size=10"]
     snakemake(work, *contract)
@@ -146,6 +147,25 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
                     "global_search": query_shards, "global_export": 1, "fit_merge": 1, "matches": 1,
                     "skipped": 1, "evaluate": 1, "report_figures": 1, "all": 1}
     # ... and no training: the index, the detector, the whitening and the calibration copies stay.
+
+
+def test_one_image_per_shard_runs_and_fits_models_across_shards(tmp_path):
+    """shard_size=1: empty calibration shards wait for the copies; the models learn from every shard."""
+    demo.make_demo(tmp_path / "demo")
+    queries, references = tmp_path / "q", tmp_path / "demo" / "references"
+    queries.mkdir()
+    for name in ("Q00000.jpg", "Q00001.jpg"):
+        shutil.copy(tmp_path / "demo" / "queries" / name, queries / name)
+    work = workdir_with_config(tmp_path / "run", {"detect": {"enabled": False}, "merge": {"calibration_queries": 3}})
+    snakemake(work, "--config", f"queries={queries}", f"references={references}",
+              f"results={tmp_path / 'out'}", "shard_size=1")
+    n_references = len(list(references.iterdir()))
+    calibration = tmp_path / "out" / "work" / "manifests" / "calibration"
+    assert len(list(calibration.glob("*.parquet"))) == manifest.num_shards(3, 1) == 4  # one of them empty
+    copied = pd.read_csv(tmp_path / "out" / "work" / "calibration" / "ground_truth.csv", dtype=str)
+    shards = {manifest.shard_of(ref, manifest.num_shards(n_references, 1)) for ref in copied.reference_id}
+    assert len(shards) > 1, "calibration copies drawn from one reference shard"
+    assert "Q00000" in set(read_matches(tmp_path / "out" / "matches.csv").query_id)
 
 
 def test_duplicate_ids_stop_the_run_before_any_job(tmp_path, user_sets):

@@ -74,11 +74,11 @@ def run_setting(bench: Path, references: Path, setting: Setting, results: Path, 
                 configfiles: Sequence[str], detector: Path | None, query_shard_size: int) -> None:
     """One full workflow run of ``setting`` into ``results`` (with the detector weights of an earlier one).
 
-    The local index is trained on a sample of every reference shard, so that each setting's index is
-    trained on the same share of its collection whatever the number of shards.
+    The models fitted on the references learn from every reference shard (``fit_images``), so that each
+    setting fits them on its whole collection whatever the number of shards.
     """
-    n_shards = len(workflow.shard_plan(references, "references", setting.shard_size))  # as the workflow plans
-    overlay = {"local": {"train_shards": n_shards}, **({"detect": {"weights": str(detector)}} if detector else {})}
+    n_references = sum(map(len, workflow.shard_plan(references, "references", setting.shard_size).values()))
+    overlay = {"fit_images": max(n_references, 1), **({"detect": {"weights": str(detector)}} if detector else {})}
     overlay_file = results.parent / "overlay.yaml"
     overlay_file.write_text(yaml.safe_dump(overlay))
     command = workflow.snakemake_command(

@@ -84,7 +84,7 @@ def train_index(sample: np.ndarray, factory: str, n_descriptors: int, device: st
     if len(sample) < ivf.nlist * POINTS_PER_CENTROID // 4:
         raise D2lvError(f"local.index_factory {spec!r} has {ivf.nlist} lists but only {len(sample)} training "
                         "descriptors were sampled; use local.index_factory: auto, fewer lists, or more "
-                        "local.train_shards")
+                        "fit_images")
     gpus = faiss_gpus(device)
     if gpus:  # k-means assignments on the GPU; the trained index itself stays on the CPU
         ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))

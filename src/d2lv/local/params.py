@@ -35,7 +35,6 @@ class IndexParams(Options):
     factory: str = option("auto", "faiss factory string of an IVF index (auto: IVF<about 4 sqrt(N)>,PQ16; "
                           "plain Flat codes for a collection too small to train a product quantiser)",
                           key="local.index_factory")
-    train_shards: int = option(1, "train the index on a sample of the first N reference shards")
     train_descriptors: int = option(1_000_000, "at most this many descriptors in the training sample")
 
 
