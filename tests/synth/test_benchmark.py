@@ -6,12 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-from conftest import UKBENCH_PHOTOS, read_csv_rows, written_files
+from conftest import BENCH_PHOTOS, UKBENCH_PHOTOS, read_csv_rows, written_files
 from PIL import Image
 
 from d2lv.io.images import ImageError
 from d2lv.synth import benchmark
+from d2lv.synth import photos
 from d2lv.synth.families import FAMILIES
+from d2lv.synth.photos import Tile, load_source
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 _PLACING_STEPS = ("pad", "pad_square", "pad_blur", "pad_photo", "overlay_onto_background_image",
@@ -177,7 +179,7 @@ def test_make_bench_is_reproducible(bench_sources, tmp_path):
 def test_make_bench_errors_say_what_is_missing(bench_sources, tmp_path):
     n_sources = 41 + 12
     with pytest.raises(ValueError, match=f"too few source images: found {n_sources}, need {n_sources + 1}"):
-        benchmark.make_bench(bench_sources, tmp_path, n_references=30, n_copies=5, n_noncopies=n_sources - 32,
+        benchmark.make_bench(bench_sources, tmp_path, n_references=n_sources - 3, n_copies=5, n_noncopies=5,
                              n_hard_negatives=3, progress=False)
     with pytest.raises(ValueError, match="too few same-object groups for 4 hard negatives: found 3"):
         benchmark.make_bench(bench_sources, tmp_path, n_references=10, n_copies=5, n_noncopies=5,
@@ -271,3 +273,55 @@ def test_make_bench_on_shared_photos(tmp_path):
     benchmark.make_bench(folders, tmp_path, n_references=30, n_copies=n_families, n_noncopies=n_families,
                          n_hard_negatives=4, seed=0, progress=False)
     _check_bench(tmp_path, 30, n_families, n_families, 4)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_without_same_object_groups_hard_negatives_are_the_other_half_of_a_reference_photo(bench_sources, tmp_path):
+    photos = sorted(bench_sources[0].iterdir())
+    benchmark.make_bench(bench_sources[0], tmp_path, n_references=20, n_copies=5, n_noncopies=5,
+                         n_hard_negatives=4, progress=False)
+    categories = _check_bench(tmp_path, 20, 5, 5, 4)
+    tiles = [Tile(p, part) for p in photos for part in (0, 1)]
+    for cat in categories:
+        if cat["kind"] == "hard_negative" and cat["recipe"] == benchmark.NO_EDIT:
+            reference = _identify_tile(tmp_path / "references" / f"{cat['similar_reference_id']}.jpg", tiles)
+            query = _identify_tile(tmp_path / "queries" / f"{cat['query_id']}.jpg", tiles)
+            assert reference.path == query.path and reference.part != query.part
+
+
+def _identify_tile(path: Path, tiles: list[Tile]) -> Tile:
+    target = _thumb(Image.open(path))
+    scores = [float(target @ _thumb(load_source(t))) / target.size for t in tiles]
+    assert max(scores) > 0.9
+    return tiles[int(np.argmax(scores))]
+
+
+def test_the_two_tiles_of_a_photo_share_no_pixel():
+    for width, height in ((481, 321), (321, 481), (100, 100)):
+        boxes = [photos.tile_box(width, height, part) for part in (0, 1)]
+        (a0, b0, a1, b1), (c0, d0, c1, d1) = boxes
+        assert a1 < c0 or b1 < d0  # a gap between them along the long side
+        assert all(0 <= v for box in boxes for v in box) and max(c1, a1) <= width and max(d1, b1) <= height
+
+
+def test_make_bench_leaves_the_training_split_out(tmp_path):
+    folders = {name: tmp_path / "data" / name for name in ("ukbench", "bsds500/train", "bsds500/val", "imagenet")}
+    for k, folder in enumerate(folders.values()):
+        folder.mkdir(parents=True)
+        for i, name in enumerate(BENCH_PHOTOS[:6]):
+            Image.fromarray(getattr(skimage.data, name)()).rotate(90 * k).resize((96 + i, 80)).save(
+                folder / f"{name}.jpg")
+    training = [p for name in ("ukbench", "bsds500/train") for p in folders[name].iterdir()]
+    assert all(photos.is_training_photo(p) for p in training)
+    assert not any(photos.is_training_photo(p) for p in folders["bsds500/val"].iterdir())
+    with pytest.raises(ValueError, match="training split.*--allow-training-photos"):
+        benchmark.make_bench([folders["ukbench"], folders["bsds500/train"]], tmp_path / "out", n_references=2,
+                             n_copies=1, n_noncopies=1, progress=False)
+    out = tmp_path / "out"
+    benchmark.make_bench(list(folders.values()), out, n_references=8, n_copies=4, n_noncopies=9,
+                         families=["mild"], progress=False)
+    _check_bench(out, 8, 4, 9, 1, families=("mild",))  # 4 photos outside the references, each edited 2-3 times
+    with pytest.raises(ValueError, match="too few source images"):
+        benchmark.make_bench(list(folders.values()), out, n_references=13, n_copies=4, n_noncopies=1, progress=False)
+    benchmark.make_bench(list(folders.values()), out, n_references=13, n_copies=4, n_noncopies=1, families=["mild"],
+                         training_photos=True, progress=False)

@@ -19,7 +19,8 @@ def _bench_make(args: argparse.Namespace) -> None:
 
     benchmark.make_bench([Path(s) for s in args.sources], Path(args.out), n_references=args.references,
                          n_copies=args.copies, n_noncopies=args.noncopies, n_hard_negatives=args.hard_negatives,
-                         families=args.families, max_side=args.max_side, seed=args.seed, progress=not args.quiet)
+                         families=args.families, max_side=args.max_side, seed=args.seed, progress=not args.quiet,
+                         training_photos=args.allow_training_photos)
 
 
 def _bench_run(args: argparse.Namespace) -> None:
@@ -107,17 +108,22 @@ def _bench_report(args: argparse.Namespace) -> None:
 
 def _add_make(steps: Subparsers) -> None:
     p = add_command(steps, "make", _bench_make, "build a DISC21-style benchmark folder from real photos")
-    p.add_argument("sources", nargs="+", help="folders of photos (UKBench-named files give hard negatives)")
+    p.add_argument("sources", nargs="+", help="folders of photos (UKBench-named files give hard negatives; "
+                   "without them, the other half of a reference's photo does)")
     p.add_argument("-o", "--out", required=True, help="folder for queries/, references/, ground_truth.csv, "
                    "categories.csv")
     p.add_argument("--references", type=int, default=1000)
     p.add_argument("--copies", type=int, default=1000, help="edited copies of distinct references")
     p.add_argument("--noncopies", type=int, default=1000, help="edited photos that are not references")
     p.add_argument("--hard-negatives", type=int, default=None,
-                   help="other photos of a reference's object group (default: up to noncopies / 5)")
+                   help="other photos of a reference's object group, or the other half of its photo "
+                        "(default: up to noncopies / 5)")
     p.add_argument("--families", nargs="+", default=None, help="recipe families (default: all)")
     p.add_argument("--max-side", type=int, default=1024, help="cap the long side of every image")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-training-photos", action="store_true",
+                   help="keep photos of the training split (ukbench/, bsds500/train/), which the shipped "
+                        "detector learnt from; they are left out by default, so that figures are results")
 
 
 def _add_run(steps: Subparsers) -> None:

@@ -64,7 +64,7 @@ class CandidateParams(Options):
     """Each query's final local candidates."""
 
     section: ClassVar[str] = "local"
-    topk: int = option(20, "references kept per query (mode topk)")
+    topk: int = option(10, "references kept per query (mode topk)")
     mode: str = option("topk", "topk: best references by votes; single: the original method's one-candidate rule",
                        choices=CANDIDATE_MODES)
 

@@ -1,10 +1,12 @@
 """Benchmarks shaped like ISC 2021's DISC21, built from folders of real photos.
 
 The copies and non-copies are edited by the families of :data:`d2lv.synth.families.FAMILIES`
-(each family equally often); hard negatives show a reference's object in another photo;
-pasted copies come with their box. Near-duplicate source photos are dropped first
-(:func:`drop_near_duplicates`), and photos of one object (:func:`same_object_groups`) are
-kept on one side. The layout and the seeding are :mod:`d2lv.synth.common`'s.
+(each family equally often); hard negatives show a reference's object in another photo, or
+the other part of a reference's photo (:class:`d2lv.synth.photos.Tile`); pasted copies come
+with their box. The training split's photos are left out (:mod:`d2lv.synth.photos`),
+near-duplicate source photos are dropped (:func:`drop_near_duplicates`), and photos of one
+object (:func:`same_object_groups`) are kept on one side. The layout and the seeding are
+:mod:`d2lv.synth.common`'s.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from tqdm import tqdm
 
 from d2lv.bench import pdq
 from d2lv.io.images import find_images
-from d2lv.synth.common import balanced, check_counts, load_photo, load_rgb, reference_id, rng_stream, write_set
+from d2lv.synth.common import balanced, check_counts, load_rgb, reference_id, rng_stream, write_set
 from d2lv.synth.edits import Edited
 from d2lv.synth.families import FAMILIES, apply_family
+from d2lv.synth.photos import Source, Tile, load_source, without_training_photos
 
 #: UKBench-style file names: ``ukbench00000``-``ukbench00003`` are four photos of one object.
 SAME_OBJECT_PATTERN = re.compile(r"ukbench(\d{5})", re.IGNORECASE)
@@ -56,7 +59,7 @@ BENCH_CATEGORY_COLUMNS: tuple[str, ...] = (
 class BenchQuery:
     """A query of :func:`make_bench` (and of :func:`d2lv.synth.calibration.make_calibration`)."""
 
-    source: Path
+    source: Source
     kind: str  # copy | noncopy | hard_negative
     family: str  # edit family, or NO_EDIT
     reference_id: str = ""  # the reference it copies ("" unless kind == "copy")
@@ -75,16 +78,20 @@ def make_bench(
     max_side: int | None = 1024,
     seed: int = 0,
     progress: bool = True,
+    training_photos: bool = False,
 ) -> None:
     """Build a benchmark shaped like ISC 2021's DISC21 from folders of photos.
 
     * ``n_references`` photos, long side capped at ``max_side``, make the collection.
     * ``n_copies`` queries each copy a different reference, edited by one family of
       :data:`d2lv.synth.families.FAMILIES` (each family equally often).
-    * ``n_noncopies`` queries are photos outside the references, edited the same way.
+    * ``n_noncopies`` queries are photos outside the references, edited the same way (each
+      photo several times, by different families, when there are fewer such photos).
     * ``n_hard_negatives`` queries show an object that a reference also shows, in another
-      photo (UKBench-style files ``ukbenchNNNNN``, four per object): not copies, edited
-      lightly (``mild``) or not at all (``none``).
+      photo (UKBench-style files ``ukbenchNNNNN``, four per object) or, when the sources have
+      no such groups, the other half of a reference's photo (the reference is one half,
+      :class:`d2lv.synth.photos.Tile`): not copies, edited lightly (``mild``) or not at all
+      (``none``).
 
     ``categories.csv`` has ``query_id,kind,recipe,steps,similar_reference_id,box_x0,box_y0,
     box_x1,box_y1``: ``kind`` is copy, noncopy or hard_negative; ``recipe`` the family;
@@ -93,7 +100,9 @@ def make_bench(
     photo lies in the query when a family placed it in a larger picture (padding, paste,
     screenshot, meme), empty otherwise.
 
-    Near-duplicate source photos are dropped first (:func:`drop_near_duplicates`), and
+    Photos of the training split are left out unless ``training_photos``
+    (:func:`d2lv.synth.photos.without_training_photos`). Near-duplicate source photos are
+    dropped first (:func:`drop_near_duplicates`), and
     photos of one object are never split between the references and the other roles,
     except for the hard-negative pairs: a non-copy never shows a reference's picture.
     Pasted photos go onto photos that are not references.
@@ -110,11 +119,13 @@ def make_bench(
             sizes, ``n_copies > n_references``, or an unknown family.
     """
     found = collect_images([sources] if isinstance(sources, (str, os.PathLike)) else list(sources))
+    if not training_photos:
+        found = without_training_photos(found)
     distinct = drop_near_duplicates(found, progress=progress)
     chosen = tuple(FAMILIES) if families is None else tuple(families)
     references, queries = plan_bench(distinct, n_references, n_copies, n_noncopies, n_hard_negatives, chosen,
                                      rng_stream(seed, 0), n_dropped=len(found) - len(distinct))
-    load = functools.partial(load_photo, max_side=max_side)
+    load = functools.partial(load_source, max_side=max_side)
     render = functools.partial(render_bench_query, max_side=max_side)
     write_set(Path(out), references, queries, render, BENCH_CATEGORY_COLUMNS, load, seed, progress)
 
@@ -207,21 +218,25 @@ def plan_bench(
         raise ValueError(f"unknown or no edit families {unknown}: choose from {', '.join(FAMILIES)}")
     units = same_object_groups(sources)
     groups = [i for i, unit in enumerate(units) if len(unit) > 1]
-    n_hard_negatives = _hard_negative_count(n_hard_negatives, len(groups), n_noncopies, n_references)
-    needed = n_references + n_noncopies + n_hard_negatives
+    # without same-object groups, a hard negative is the other tile of a reference's photo
+    pair_units = groups or list(range(len(units)))
+    n_hard_negatives = _hard_negative_count(n_hard_negatives, len(pair_units), n_noncopies, n_references)
+    needed = n_references + min(n_noncopies, 1) + (n_hard_negatives if groups else 0)
     found = f"{len(sources)}" + (f" (after dropping {n_dropped} near-duplicates)" if n_dropped else "")
     wanted = (
         f"{n_references} references + {n_noncopies} non-copy queries + {n_hard_negatives} hard-negative queries"
     )
+    if not groups:
+        wanted += f", the hard negatives as the other half of {n_hard_negatives} reference photos"
     if len(sources) < needed:
         raise ValueError(f"too few source images: found {found}, need {needed} ({wanted})")
 
-    pairs, used = _hard_negative_pairs(units, groups, n_hard_negatives, rng)
+    pairs, used = _hard_negative_pairs(units, pair_units, n_hard_negatives, rng)
     n_other_references = n_references - n_hard_negatives
     rest = [unit for i, unit in enumerate(units) if i not in used]
     reference_side, other_side = _split_units(rest, n_other_references, rng)
-    if len(reference_side) < n_other_references or len(other_side) < n_noncopies:
-        usable = len(reference_side) + len(other_side) + 2 * n_hard_negatives
+    if len(reference_side) < n_other_references or len(other_side) < min(n_noncopies, 1):
+        usable = len(reference_side) + len(other_side) + len({p for pair in pairs for p in pair})
         raise ValueError(
             f"too few source images: found {found}, need {needed} ({wanted}), but only {usable} "
             "are usable: photos of one object are never split between references and queries "
@@ -230,7 +245,8 @@ def plan_bench(
 
     references = reference_side + [a for a, _ in pairs]
     references = [references[i] for i in rng.permutation(len(references))]
-    queries = _bench_queries(references, other_side[:n_noncopies], pairs, families, n_copies, rng)
+    noncopy_sources = [other_side[i % len(other_side)] for i in range(n_noncopies)]
+    queries = _bench_queries(references, noncopy_sources, pairs, families, n_copies, rng)
     # Backgrounds: photos that are neither references nor of a hard-negative object.
     queries = [_with_background(q, other_side, rng) for q in queries]
     missing = sorted({q.family for q in queries if q.family in BACKDROP_FAMILIES and q.background is None})
@@ -259,15 +275,20 @@ def _hard_negative_count(n_hard_negatives: int | None, n_groups: int, n_noncopie
 
 
 def _hard_negative_pairs(
-    units: Sequence[tuple[Path, ...]], groups: Sequence[int], n: int, rng: np.random.Generator
-) -> tuple[list[tuple[Path, Path]], set[int]]:
+    units: Sequence[tuple[Path, ...]], candidates: Sequence[int], n: int, rng: np.random.Generator
+) -> tuple[list[tuple[Source, Source]], set[int]]:
     """``n`` hard-negative pairs (a reference photo of an object, another photo of it as the query)
-    and the units they come from; the object's other photos are left out."""
-    pairs: list[tuple[Path, Path]] = []
-    paired = rng.choice(groups, size=n, replace=False)
+    and the units they come from; the object's other photos are left out. A unit of one photo
+    gives its two tiles (:class:`d2lv.synth.photos.Tile`), one for each side."""
+    pairs: list[tuple[Source, Source]] = []
+    paired = rng.choice(candidates, size=n, replace=False)
     for g in paired:
-        a, b = rng.choice(len(units[g]), size=2, replace=False)
-        pairs.append((units[g][a], units[g][b]))
+        if len(units[g]) == 1:
+            a = int(rng.integers(2))
+            pairs.append((Tile(units[g][0], a), Tile(units[g][0], 1 - a)))
+        else:
+            a, b = rng.choice(len(units[g]), size=2, replace=False)
+            pairs.append((units[g][a], units[g][b]))
     return pairs, set(int(g) for g in paired)
 
 
@@ -290,9 +311,9 @@ def _split_units(
 
 
 def _bench_queries(
-    references: Sequence[Path],
+    references: Sequence[Source],
     noncopy_sources: Sequence[Path],
-    pairs: Sequence[tuple[Path, Path]],
+    pairs: Sequence[tuple[Source, Source]],
     families: Sequence[str],
     n_copies: int,
     rng: np.random.Generator,
@@ -331,19 +352,20 @@ def render_bench_query(
     query: BenchQuery, rng: np.random.Generator, max_side: int | None
 ) -> tuple[Image.Image, tuple[str, ...]]:
     """The query's photo (long side at most ``max_side``) edited with its family, and its categories row."""
-    photo = load_photo(query.source, max_side)
+    photo = load_source(query.source, max_side)
     if query.family == NO_EDIT:
         edited = Edited(photo, ())
     else:
-        backdrop = None if query.background is None else functools.partial(load_photo, query.background, max_side)
+        backdrop = None if query.background is None else functools.partial(load_source, query.background, max_side)
         edited = apply_family(query.family, photo, rng, backdrop)
     box = ("",) * 4 if edited.box is None else tuple(str(v) for v in edited.box)
     return edited.image, (query.kind, query.family, "+".join(edited.steps), query.similar_reference_id, *box)
 
 
 def split_pool(sources: Sequence[str | os.PathLike], n_bench: int, seed: int) -> tuple[list[Path], list[Path]]:
-    """A seeded split of the photos under ``sources`` (near-duplicates dropped): the benchmark's, the rest."""
-    photos = drop_near_duplicates(collect_images(sources), progress=False)
+    """A seeded split of the photos under ``sources`` (near-duplicates and the training split dropped):
+    the benchmark's, the rest."""
+    photos = drop_near_duplicates(without_training_photos(collect_images(sources)), progress=False)
     order = np.random.default_rng(seed).permutation(len(photos))
     shuffled = [photos[i] for i in order]
     if len(shuffled) <= n_bench:

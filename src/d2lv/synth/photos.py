@@ -1,0 +1,81 @@
+"""The photos a benchmark is made of: outside the training split, whole or in two disjoint parts.
+
+d2lv's shipped models (the copy-region detector, and any descriptor or merge defaults) learn only
+from the training split of ``../shared/data``: ``ukbench/`` and ``bsds500/train/``. A figure
+measured on photos a model learnt from is not a result, so benchmarks leave those photos out
+unless asked (:func:`without_training_photos`).
+
+A :class:`Tile` is one of two non-overlapping parts of a photo: the same scene, no shared pixel.
+One part as a reference and the other as a query make a near-duplicate that is not a copy, the
+hardest negative a copy detector meets (other tiles of one wallpaper photo, other frames of one
+shoot), which a benchmark without same-object photo groups builds this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from d2lv.synth.common import load_photo
+
+#: Folders (as trailing path components) of the training split; benchmarks leave their photos out.
+TRAINING_FOLDERS: tuple[tuple[str, ...], ...] = (("ukbench",), ("bsds500", "train"))
+#: A tile's share of the photo's long side; the two tiles of a photo leave a gap of 1 - 2 * TILE_SHARE.
+TILE_SHARE = 0.45
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Part ``part`` (0: the first ``TILE_SHARE`` of the long side, 1: the last) of the photo at ``path``."""
+
+    path: Path
+    part: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.name}#{self.part}"
+
+
+#: Where a benchmark image comes from: a whole photo, or one of its tiles.
+Source = Path | Tile
+
+
+def is_training_photo(path: Path) -> bool:
+    """Whether ``path`` lies in a folder of the training split (:data:`TRAINING_FOLDERS`)."""
+    folders = Path(path).resolve().parent.parts
+    return any(folders[len(folders) - len(f) :] == f for f in TRAINING_FOLDERS)
+
+
+def without_training_photos(paths: Sequence[Path]) -> list[Path]:
+    """``paths`` without the training split's photos.
+
+    Raises:
+        ValueError: every photo is a training photo (the message says how to proceed).
+    """
+    kept = [p for p in paths if not is_training_photo(p)]
+    if paths and not kept:
+        folders = ", ".join("/".join(f) for f in TRAINING_FOLDERS)
+        raise ValueError(f"all {len(paths)} source photos are in the training split ({folders}), which d2lv's "
+                         "shipped models learnt from; benchmark on other photos, or pass "
+                         "--allow-training-photos to measure on them anyway")
+    return kept
+
+
+def tile_box(width: int, height: int, part: int) -> tuple[int, int, int, int]:
+    """The pixel box ``(x0, y0, x1, y1)`` of tile ``part`` of a ``width`` x ``height`` photo."""
+    horizontal = width >= height
+    side = width if horizontal else height
+    start = 0 if part == 0 else side - int(side * TILE_SHARE)
+    stop = start + int(side * TILE_SHARE)
+    return (start, 0, stop, height) if horizontal else (0, start, width, stop)
+
+
+def load_source(source: Source, max_side: int | None = None) -> Image.Image:
+    """The RGB image of ``source``: the photo (long side capped at ``max_side``), or its tile of it."""
+    if isinstance(source, Tile):
+        photo = load_photo(source.path, max_side)
+        return photo.crop(tile_box(*photo.size, source.part))
+    return load_photo(source, max_side)
