@@ -10,8 +10,7 @@ from conftest import BENCH_PHOTOS, UKBENCH_PHOTOS, read_csv_rows, written_files
 from PIL import Image
 
 from d2lv.io.images import ImageError
-from d2lv.synth import benchmark
-from d2lv.synth import photos
+from d2lv.synth import benchmark, photos
 from d2lv.synth.families import FAMILIES
 from d2lv.synth.photos import Tile, load_source
 
