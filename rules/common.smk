@@ -58,6 +58,11 @@ if CALIBRATED:
         CALIBRATION_DIR, MERGE["calibration_queries"], QUERY_SHARD_SIZE
     )
     QUERY_SETS.append("calibration")
+    # ... and the pseudo-references only calibration queries are searched against (near-duplicate negatives)
+    SET_FOLDERS["calibration_near"] = f"{CALIBRATION_DIR}/near"
+    PLANS["calibration_near"] = d2lv_workflow.near_plan(
+        CALIBRATION_DIR, MERGE["calibration_queries"], MERGE["near_duplicates"], config["shard_size"]
+    )
 # Query views: each query set, and its crops to the detected copy region (same shards).
 VIEWS = {qset: qset for qset in QUERY_SETS}
 if DETECT_ENABLED:
@@ -76,7 +81,15 @@ wildcard_constraints:
 def shard_images(wildcards):
     """A shard's planned images; a calibration shard also waits for the copies to be made (even if empty)."""
     images = PLANS[wildcards.set][wildcards.shard]
-    return [*images, f"{CALIBRATION_DIR}/ground_truth.csv"] if wildcards.set == "calibration" else images
+    made = wildcards.set in ("calibration", "calibration_near")
+    return [*images, f"{CALIBRATION_DIR}/ground_truth.csv"] if made else images
+
+
+def searched_stores(pattern, qset):
+    """``pattern`` (``{set}``, ``{shard}``) for every reference shard that the query set ``qset`` is searched
+    against: the collection, and for calibration queries also the pseudo-references."""
+    extra = shard_files(pattern, "calibration_near") if qset == "calibration" else []
+    return shard_files(pattern, "references") + extra
 
 
 def fit_files(pattern):

@@ -72,7 +72,7 @@ rule global_search:
     """Each query of one shard's most similar references over the whole collection (whitened cosine)."""
     input:
         whitening=f"{WORK}/global/whitening.h5",
-        references=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references"),
+        references=lambda wc: searched_stores(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", wc.qset),
         queries=f"{WORK}/global/raw/{{qset}}/{{shard}}.h5",
         background=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "background") if "background" in PLANS else [],
     output:

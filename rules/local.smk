@@ -101,7 +101,7 @@ rule verify:
     (`local_crop`). Reference features are read by id from whichever shard holds them."""
     input:
         pairs=lambda wc: candidate_tables(VIEWS[wc.view], wc.shard),
-        references=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
+        references=lambda wc: searched_stores(f"{WORK}/features/{{set}}/{{shard}}.h5", VIEWS[wc.view]),
         queries=f"{WORK}/features/{{view}}/{{shard}}.h5",
     output:
         f"{WORK}/local/{{view}}/scores/{{shard}}.parquet",

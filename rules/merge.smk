@@ -3,10 +3,14 @@ rule make_calibration:
     input:
         fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
     output:
-        images=[path for shard in PLANS["calibration"].values() for path in shard] if CALIBRATED else [],
+        images=(
+            [path for name in ("calibration", "calibration_near") for shard in PLANS[name].values() for path in shard]
+            if CALIBRATED
+            else []
+        ),
         ground_truth=f"{CALIBRATION_DIR}/ground_truth.csv",
         categories=f"{CALIBRATION_DIR}/categories.csv",
-        backdrops=f"{CALIBRATION_DIR}/backdrops.csv",
+        overlaps=f"{CALIBRATION_DIR}/overlaps.csv",
     log:
         f"{LOGS}/make_calibration.log",
     benchmark:
@@ -25,7 +29,7 @@ rule fit_merge:
     input:
         **merge_inputs("calibration") if CALIBRATED else {},
         ground_truth=f"{CALIBRATION_DIR}/ground_truth.csv",
-        backdrops=f"{CALIBRATION_DIR}/backdrops.csv",
+        overlaps=f"{CALIBRATION_DIR}/overlaps.csv",
     output:
         f"{WORK}/merge/model.json",
     log:
@@ -38,5 +42,5 @@ rule fit_merge:
         options=d2lv_workflow.flags(config, FitParams),
     shell:
         "d2lv fit-merge --local {input.local} --crop {input.crop} --global {input.global_} --scores {input.scores}"
-        " --boxes {input.boxes} --ground-truth {input.ground_truth} --ignore {input.backdrops}"
+        " --boxes {input.boxes} --ground-truth {input.ground_truth} --ignore {input.overlaps}"
         " {params.options} -o {output} 2> {log}"

@@ -65,6 +65,12 @@ def calibration_plan(folder: str | os.PathLike, n_queries: int, shard_size: int)
     return {name: [str(p) for p in paths] for name, paths in plan.items()}
 
 
+def near_plan(folder: str | os.PathLike, n_queries: int, near_share: float, shard_size: int) -> dict[str, list[str]]:
+    """Shards of the calibration pseudo-references that :func:`~d2lv.synth.calibration.make_calibration` writes."""
+    plan = plan_shards(calibration.planned_near_files(Path(folder), n_queries, near_share), shard_size)
+    return {name: [str(p) for p in paths] for name, paths in plan.items()}
+
+
 def _demo_file(config: dict, filename: str) -> str | None:
     """A file of the demo set, when the queries are the demo's."""
     demo_dir = config.get("demo_dir")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from d2lv.cli import main
 from d2lv.fusion import features as output
@@ -16,6 +17,8 @@ from d2lv.fusion.params import MODES
 from d2lv.io import isc, tables
 from d2lv.io.images import image_id
 from d2lv.synth import calibration, demo, families
+from d2lv.synth.common import query_id
+from d2lv.synth.photos import Tile
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def calibrated_run(references, tmp_path_factory) -> Path:
                "--references", work / "refs.h5", "--branch", "local", "-o", work / "scores.parquet") == 0
     inputs = ["--local", work / "candidates.parquet", "--scores", work / "scores.parquet"]
     assert run("fit-merge", *inputs, "--ground-truth", work / "cal" / "ground_truth.csv",
-               "--ignore", work / "cal" / "backdrops.csv", "-o", work / "model.json") == 0
+               "--ignore", work / "cal" / "overlaps.csv", "-o", work / "model.json") == 0
     for mode in MODES:
         assert run("matches", "--quiet", *inputs, "--mode", mode, "--model", work / "model.json",
                    "-o", work / f"{mode}.csv", "--parquet", work / f"{mode}.parquet") == 0
@@ -64,13 +67,39 @@ def test_calibration_copies_name_their_source_and_cover_every_family(references,
     categories = pd.read_csv(tmp_path / "a" / "categories.csv", dtype=str)
     assert categories.recipe.value_counts().to_dict() == dict.fromkeys(families.FAMILIES, 2)
     # A copy pasted onto (or framed by) another reference names that backdrop, never its own source.
-    backdrops = pd.read_csv(tmp_path / "a" / "backdrops.csv", dtype=str).merge(truth, on="query_id")
+    backdrops = pd.read_csv(tmp_path / "a" / "overlaps.csv", dtype=str).merge(truth, on="query_id")
     placed = categories[categories.recipe.isin(["paste", "padding", "combo"])]
     assert set(backdrops.query_id) == set(placed.query_id)
     assert (backdrops.reference_id_x != backdrops.reference_id_y).all()
     files = calibration.planned_calibration_files(tmp_path / "a", 22)
     assert all(f.exists() for f in files)
     assert [f.read_bytes() for f in files] == [(tmp_path / "b" / "queries" / f.name).read_bytes() for f in files]
+
+
+def test_half_copies_make_their_other_half_a_near_duplicate_negative(references, tmp_path):
+    paths = sorted(references.glob("*.jpg"))
+    plan = calibration.plan_calibration(paths, 20, near_share=0.25)
+    halved = {i: q for i, q in enumerate(plan.queries) if isinstance(q.source, Tile)}
+    assert len(halved) == len(plan.near) == 5
+    for query in halved.values():  # a half-copy still copies its reference; its other half is a pseudo-reference
+        assert query.reference_id == image_id(query.source.path)
+        assert Tile(query.source.path, 1 - query.source.part) in plan.near.values()
+    overlaps = set(calibration.overlapping_pairs(plan))
+    for i, query in enumerate(plan.queries):
+        for near, tile in plan.near.items():
+            own_half = isinstance(query.source, Tile) and tile == Tile(query.source.path, 1 - query.source.part)
+            same_photo = image_id(tile.path) == query.reference_id
+            if own_half:
+                assert (query_id(i), near) not in overlaps  # the labelled near-duplicate negative
+            elif same_photo:
+                assert (query_id(i), near) in overlaps  # part of the copied photo: left out, not a negative
+
+    calibration.make_calibration(paths, tmp_path, 20, near_share=0.25, progress=False)
+    near_files = calibration.planned_near_files(tmp_path, 20, 0.25)
+    assert [p.stem for p in near_files] == list(plan.near)
+    for path, tile in zip(near_files, plan.near.values()):
+        with Image.open(path) as half, Image.open(tile.path) as whole:
+            assert half.height == whole.height and half.width < whole.width / 2  # the demo's photos are wide
 
 
 def test_calibration_needs_two_references(references, tmp_path):
@@ -90,7 +119,7 @@ def test_sum_mode_adds_every_view_and_breaks_ties_by_global_similarity():
 def test_fitted_model_ranks_copies_first_and_scores_are_probabilities(calibrated_run):
     model = json.loads((calibrated_run / "model.json").read_text())
     assert model["n_positive"] >= 25 and model["n_negative"] > model["n_positive"]
-    backdrops = pd.read_csv(calibrated_run / "cal" / "backdrops.csv", dtype=str)
+    backdrops = pd.read_csv(calibrated_run / "cal" / "overlaps.csv", dtype=str)
     candidates = pd.read_parquet(calibrated_run / "sum.parquet")
     left_out = isc.is_positive(candidates, backdrops).sum()
     assert left_out > 0  # backdrops are found, and are neither positives nor negatives of the fit

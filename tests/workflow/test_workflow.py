@@ -76,6 +76,11 @@ def test_demo_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     assert (results / "matches.parquet").exists() and (results / "skipped.csv").exists()
     model = pd.read_json(work / "results" / "demo" / "work" / "merge" / "model.json", typ="series")
     assert model.n_positive > 0 and model.n_negative > model.n_positive
+    # the calibration queries meet the near-duplicate pseudo-references, in search and in verification
+    searched = pd.read_parquet(results / "work" / "global" / "calibration" / "candidates")
+    verified = pd.read_parquet(results / "work" / "local" / "calibration" / "scores")
+    assert searched.reference_id.str.startswith("near").any() and verified.reference_id.str.startswith("near").any()
+    assert not read_matches(results / "matches.csv").reference_id.str.startswith("near").any()
 
     snakemake(work, "--report", str(work / "report.html"))
     html = (work / "report.html").read_text()
@@ -187,7 +192,7 @@ def test_dry_run_wires_the_detector_crop_branch_and_calibration(tmp_path):
     assert "train_detector" not in jobs, "the shipped detector is used unless detect.train is set"
     assert jobs["make_calibration"] == 1 and jobs["fit_merge"] == 1
     assert jobs["detect"] == 2  # per query set
-    assert jobs["sift"] == 5  # references, queries, calibration, and both sets' crops
+    assert jobs["sift"] == 6  # references, queries, calibration, both sets' crops, calibration pseudo-references
     assert jobs["local_train"] == jobs["local_add"] == jobs["local_merge"] == 1  # one reference shard
     assert jobs["local_recall"] == jobs["verify"] == 4  # per query view and query shard
     assert jobs["global_search"] == 2  # per query set and query shard, crops described in place

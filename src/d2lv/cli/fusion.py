@@ -83,6 +83,6 @@ def register(sub: Subparsers) -> None:
     _add_merge_inputs(p)
     p.add_argument("--ground-truth", required=True, help="the calibration set's ground_truth.csv")
     p.add_argument("--ignore", help="CSV query_id,reference_id of pairs to leave out of the fit (the calibration "
-                   "set's backdrops.csv: references a copy was pasted onto)")
+                   "set's overlaps.csv: pairs that share pixels without being the copy)")
     p.add_argument("-o", "--out", required=True, help="merge model .json")
     FitParams.add_arguments(p)

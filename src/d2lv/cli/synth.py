@@ -16,7 +16,7 @@ def _make_calibration(args: argparse.Namespace) -> None:
     params = CalibrationParams.from_args(args)
     references = manifest.read_manifests(args.manifests)
     calibration.make_calibration(list(references.path), Path(args.out), params.queries, seed=params.seed,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, near_share=params.near_duplicates)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -36,7 +36,8 @@ def register(sub: Subparsers) -> None:
     p = add_command(sub, "make-calibration", _make_calibration,
                     "labelled copies of the references (benchmark edit families) to fit the merge on")
     p.add_argument("manifests", nargs="+", help="reference manifests .parquet to draw sources and backdrops from")
-    p.add_argument("-o", "--out", required=True, help="folder for queries/, ground_truth.csv, categories.csv")
+    p.add_argument("-o", "--out", required=True, help="folder for queries/, near/, ground_truth.csv, categories.csv, "
+                   "overlaps.csv")
     CalibrationParams.add_arguments(p)
 
     p = add_command(sub, "demo", _demo, "build the small demo set from photos shipped with scikit-image")

@@ -16,7 +16,8 @@ DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DEFAULT_IMAGE_SIZE = 224
 
 #: The ISC 2021 descriptor set (:data:`d2lv.descriptor.store.SETS`) each input set is stored as.
-ISC_SET = {"queries": "query", "calibration": "query", "references": "reference", "background": "reference"}
+ISC_SET = {"queries": "query", "calibration": "query", "references": "reference", "background": "reference",
+           "calibration_near": "reference"}
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ class CalibrationParams(Options):
     section: ClassVar[str] = "merge"
     queries: int = option(200, "edited copies to make (each a positive, its other candidates negatives)",
                           key="merge.calibration_queries")
+    near_duplicates: float = option(0.25, "share of the copies that copy half a reference, whose other half "
+                                    "becomes a near-duplicate negative (a pseudo-reference)")
     seed: int = option(0, "seeds the choice of sources, backdrops and edits")
 
 

@@ -37,8 +37,9 @@ from tqdm import tqdm
 from d2lv.io.images import ImageError, load_image, shrink_long_side
 from d2lv.io.isc import CATEGORIES_FILE, GROUND_TRUTH_FILE, QUERY_DIR, REFERENCE_DIR
 
-#: Calibration sets: the reference each query was pasted onto or framed with, if any.
-BACKDROPS_FILE = "backdrops.csv"
+#: Calibration sets: (query, reference) pairs that share pixels without being the copy (see
+#: :func:`d2lv.synth.calibration.make_calibration`), left out of the merge's fit.
+OVERLAPS_FILE = "overlaps.csv"
 JPEG_QUALITY = 90
 
 _ID_PATTERN = re.compile(r"^(Q\d{5}|R\d{6})\.jpg$")
@@ -121,11 +122,11 @@ def write_set(
         total=len(references) + len(queries), desc=f"building {out.name}", unit="img", disable=not progress
     ) as bar:
         for src, dst in zip(references, files["references"]):
-            _save(load_reference(src), dst)
+            save_jpeg(load_reference(src), dst)
             bar.update()
         for i, (query, dst) in enumerate(zip(queries, files["queries"])):
             image, row = render(query, rng_stream(seed, 1 + i))
-            _save(image, dst)
+            save_jpeg(image, dst)
             rows.append((query_id(i), *row))
             bar.update()
     write_csv(
@@ -144,7 +145,7 @@ def _clear_images(folder: Path) -> None:
             path.unlink()
 
 
-def _save(img: Image.Image, path: Path) -> None:
+def save_jpeg(img: Image.Image, path: Path) -> None:
     img.convert("RGB").save(path, format="JPEG", quality=JPEG_QUALITY)
 
 
