@@ -72,7 +72,13 @@ wildcard_constraints:
 
 
 def shard_images(wildcards):
-    return PLANS[wildcards.set][wildcards.shard]
+    """One shard's images that Snakemake can track as inputs (the others: `untracked_images`)."""
+    return d2lv_workflow.trackable(PLANS[wildcards.set][wildcards.shard])
+
+
+def untracked_images(wildcards):
+    """Size and time of the shard's images whose names Snakemake would read as wildcards (`a{b}.jpg`)."""
+    return d2lv_workflow.untracked_stamps(PLANS[wildcards.set][wildcards.shard])
 
 
 def shard_files(pattern, set_name):

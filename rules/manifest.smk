@@ -17,6 +17,8 @@ rule manifest:
         num_shards=lambda wc: len(PLANS[wc.set]),
         shard=lambda wc: int(wc.shard),
         options=d2lv_workflow.flags(config, DecodeParams),
+        # not inputs, but a change to them reruns the shard all the same
+        untracked=untracked_images,
     shell:
         "d2lv manifest --quiet {params.folder:q} --shard {params.shard} --num-shards {params.num_shards}"
         " {params.options} -o {output} 2> {log}"

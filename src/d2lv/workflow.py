@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from snakemake.io import contains_wildcard
 
 from d2lv.io import isc
 from d2lv.io.images import find_images
@@ -41,6 +43,30 @@ def shard_plan(folder: str | os.PathLike, set_name: str, shard_size: int,
     """Shard name -> image paths (as strings, ready to be Snakemake inputs)."""
     plan = plan_shards(list_set(folder, set_name, demo_dir), shard_size)
     return {name: [str(p) for p in paths] for name, paths in plan.items()}
+
+
+def trackable(paths: Sequence[str]) -> list[str]:
+    """The ``paths`` that a rule can take as Snakemake inputs.
+
+    Snakemake reads ``{name}`` in an input path as a wildcard, and an input function's paths
+    cannot escape it (``{{name}}`` is read as a wildcard too), so an image named ``a{b}.jpg`` would
+    stop the whole workflow. Such images are still processed (the manifest lists its folder itself),
+    but tracked by :func:`untracked_stamps` instead.
+    """
+    return [path for path in paths if not contains_wildcard(path)]
+
+
+def untracked_stamps(paths: Sequence[str]) -> list[str]:
+    """Path, size and modification time of each of ``paths`` that :func:`trackable` leaves out.
+
+    As a rule's param, a change to such a file reruns the rule as a change to an input would.
+    """
+    stamps = []
+    for path in paths:
+        if contains_wildcard(path):
+            stat = os.stat(path)
+            stamps.append(f"{path} {stat.st_size} {stat.st_mtime_ns}")
+    return stamps
 
 
 def calibration_plan(folder: str | os.PathLike, n_queries: int, shard_size: int) -> dict[str, list[str]]:
