@@ -124,3 +124,13 @@ def flags(config: Mapping, *groups: type[Options]) -> str:
     command, so that neither the option names nor the config keys are spelt out in the rule.
     """
     return shlex.join(flag for group in groups for flag in group.from_config(config).to_flags())
+
+
+def path_option(flag: str, paths: str | Sequence[str]) -> str:
+    """``flag`` and ``paths`` (an optional input: one file, a list, or none), shell-quoted; empty without paths.
+
+    A rule writes ``params: crops=lambda wildcards, input: path_option("--crops", input.crops)`` and
+    ``{params.crops}`` in its shell command, so that the option is left out when the input is.
+    """
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    return shlex.join([flag, *paths]) if paths else ""
