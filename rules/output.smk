@@ -46,10 +46,11 @@ rule skipped:
 
 
 rule evaluate:
-    """micro-AP, recall at precision 0.9 and recall@1 against the ground truth."""
+    """micro-AP, recall at precision 0.9 and recall@1 against the ground truth, over the queries in the query set."""
     input:
         matches=f"{RESULTS}/matches.csv",
         ground_truth=GROUND_TRUTH or [],
+        queries_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
     output:
         f"{RESULTS}/metrics.json",
     log:
@@ -59,4 +60,5 @@ rule evaluate:
     conda:
         "../envs/d2lv.yaml"
     shell:
-        "d2lv evaluate {input.matches} --ground-truth {input.ground_truth} -o {output} 2> {log}"
+        "d2lv evaluate {input.matches:q} --ground-truth {input.ground_truth:q}"
+        " --queries-manifests {input.queries_manifests:q} -o {output:q} 2> {log:q}"
