@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from d2lv.synth import demo
 from workflow.test_workflow import (
     REPO,
     planned_jobs,
@@ -26,6 +24,8 @@ from workflow.test_workflow import (
     snakemake_command,
     workdir_with_config,
 )
+
+from d2lv.synth import demo
 
 pytestmark = pytest.mark.slow
 
