@@ -21,7 +21,7 @@ rule bench_pdq_hash:
     params:
         options=d2lv_workflow.flags(config, DecodeParams),
     shell:
-        "d2lv bench pdq-hash --quiet {input} --set {wildcards.set} -o {output} {params.options} 2> {log}"
+        "d2lv bench pdq-hash --quiet {input:q} --set {wildcards.set:q} -o {output:q} {params.options} 2> {log:q}"
 
 
 rule bench_pdq_match:
@@ -40,8 +40,8 @@ rule bench_pdq_match:
     params:
         options=d2lv_workflow.flags(config, BaselineParams),
     shell:
-        "d2lv bench pdq-match --quiet --queries {input.queries} --references {input.references}"
-        " -o {output} {params.options} 2> {log}"
+        "d2lv bench pdq-match --quiet --queries {input.queries:q} --references {input.references:q}"
+        " -o {output:q} {params.options} 2> {log:q}"
 
 
 rule bench_cnn_extract:
@@ -62,8 +62,8 @@ rule bench_cnn_extract:
     params:
         options=d2lv_workflow.flags(config, CnnBaselineParams, DecodeParams),
     shell:
-        "d2lv global-extract --quiet {input} --set {wildcards.set} -o {output} --threads {threads}"
-        " {params.options} 2> {log}"
+        "d2lv global-extract --quiet {input:q} --set {wildcards.set:q} -o {output:q} --threads {threads:q}"
+        " {params.options} 2> {log:q}"
 
 
 rule bench_cnn_search:
@@ -82,8 +82,8 @@ rule bench_cnn_search:
     params:
         options=d2lv_workflow.flags(config, BaselineParams),
     shell:
-        "d2lv global-search --quiet --queries {input.queries} --references {input.references}"
-        " -o {output} {params.options} 2> {log}"
+        "d2lv global-search --quiet --queries {input.queries:q} --references {input.references:q}"
+        " -o {output:q} {params.options} 2> {log:q}"
 
 
 rule bench_report:
@@ -115,15 +115,16 @@ rule bench_report:
     conda:
         "../envs/d2lv.yaml"
     params:
-        categories=lambda wildcards, input: f"--categories {input.categories}" if input.categories else "",
-        boxes=lambda wildcards, input: f"--boxes {input.boxes}" if input.boxes else "",
+        categories=lambda wildcards, input: d2lv_workflow.path_option("--categories", input.categories),
+        boxes=lambda wildcards, input: d2lv_workflow.path_option("--boxes", input.boxes),
         out=lambda wildcards, output: Path(output.report).parent,
         benchmarks=f"{RESULTS}/benchmarks",
         systems=report_systems,
     shell:
-        "d2lv bench report --quiet --ground-truth {input.ground_truth} {params.categories}"
-        " --queries-manifests {input.queries_manifests} --references-manifests {input.references_manifests}"
-        " {params.boxes} --benchmarks {params.benchmarks} -o {params.out} --baseline PDQ {params.systems} 2> {log}"
+        "d2lv bench report --quiet --ground-truth {input.ground_truth:q} {params.categories}"
+        " --queries-manifests {input.queries_manifests:q} --references-manifests {input.references_manifests:q}"
+        " {params.boxes} --benchmarks {params.benchmarks:q} -o {params.out:q} --baseline PDQ {params.systems}"
+        " 2> {log:q}"
 
 
 rule bench:

@@ -79,10 +79,16 @@ wildcard_constraints:
 
 
 def shard_images(wildcards):
-    """A shard's planned images; a calibration shard also waits for the copies to be made (even if empty)."""
-    images = PLANS[wildcards.set][wildcards.shard]
+    """One shard's images that Snakemake can track as inputs (the others: `untracked_images`); a calibration
+    shard also waits for the copies to be made (even if empty)."""
+    images = d2lv_workflow.trackable(PLANS[wildcards.set][wildcards.shard])
     made = wildcards.set in ("calibration", "calibration_near")
     return [*images, f"{CALIBRATION_DIR}/ground_truth.csv"] if made else images
+
+
+def untracked_images(wildcards):
+    """Size and time of the shard's images whose names Snakemake would read as wildcards (`a{b}.jpg`)."""
+    return d2lv_workflow.untracked_stamps(PLANS[wildcards.set][wildcards.shard])
 
 
 def searched_stores(pattern, qset):

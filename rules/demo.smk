@@ -17,4 +17,4 @@ rule demo:
     params:
         out=lambda wildcards, output: Path(output.ground_truth).parent,
     shell:
-        "d2lv demo --quiet {params.out} 2> {log}"
+        "d2lv demo --quiet {params.out:q} 2> {log:q}"

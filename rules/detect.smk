@@ -20,8 +20,8 @@ rule train_detector:
         work_dir=f"{WORK}/detect/training",
         options=d2lv_workflow.flags(config, TrainingParams, DetectorParams),
     shell:
-        "d2lv train-detector --quiet {input} -o {output} --work-dir {params.work_dir} {params.options}"
-        " --workers {threads} 2> {log}"
+        "d2lv train-detector --quiet {input:q} -o {output:q} --work-dir {params.work_dir:q} {params.options}"
+        " --workers {threads:q} 2> {log:q}"
 
 
 rule detect:
@@ -45,6 +45,6 @@ rule detect:
         options=d2lv_workflow.flags(config, BoxParams, DetectorParams),
         config_dir=f"{WORK}/detect/ultralytics-config",
     shell:
-        "d2lv detect --quiet {input.manifest} --weights {input.weights} -o {output.boxes}"
-        " --crops-manifest {output.crops} --crops-dir {output.crops_dir} {params.options}"
-        " --config-dir {params.config_dir} 2> {log}"
+        "d2lv detect --quiet {input.manifest:q} --weights {input.weights:q} -o {output.boxes:q}"
+        " --crops-manifest {output.crops:q} --crops-dir {output.crops_dir:q} {params.options}"
+        " --config-dir {params.config_dir:q} 2> {log:q}"

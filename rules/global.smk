@@ -20,7 +20,7 @@ rule train_descriptor:
     params:
         options=d2lv_workflow.flags(config, BackboneParams, CheckpointParams, TrainParams),
     shell:
-        "d2lv train-descriptor --quiet {input} -o {output} {params.options} --workers {threads} 2> {log}"
+        "d2lv train-descriptor --quiet {input:q} -o {output:q} {params.options} --workers {threads:q} 2> {log:q}"
 
 
 rule global_extract:
@@ -43,11 +43,11 @@ rule global_extract:
     params:
         options=d2lv_workflow.flags(config, BackboneParams, DecodeParams),
         # the trained descriptor when global.train, else global.checkpoint (CheckpointParams)
-        checkpoint=lambda wildcards, input: f"--checkpoint {input.checkpoint}" if input.checkpoint else "",
-        crops=lambda wildcards, input: f"--crops {input.crops}" if input.crops else "",
+        checkpoint=lambda wildcards, input: d2lv_workflow.path_option("--checkpoint", input.checkpoint),
+        crops=lambda wildcards, input: d2lv_workflow.path_option("--crops", input.crops),
     shell:
-        "d2lv global-extract --quiet {input.manifest} --set {wildcards.set} {params.crops} -o {output}"
-        " {params.options} {params.checkpoint} --threads {threads} 2> {log}"
+        "d2lv global-extract --quiet {input.manifest:q} --set {wildcards.set:q} {params.crops} -o {output:q}"
+        " {params.options} {params.checkpoint} --threads {threads:q} 2> {log:q}"
 
 
 rule global_whitening:
@@ -65,7 +65,7 @@ rule global_whitening:
     params:
         options=d2lv_workflow.flags(config, WhiteningParams),
     shell:
-        "d2lv global-whitening --quiet {input} -o {output} {params.options} 2> {log}"
+        "d2lv global-whitening --quiet {input:q} -o {output:q} {params.options} 2> {log:q}"
 
 
 rule global_search:
@@ -86,13 +86,14 @@ rule global_search:
     params:
         options=d2lv_workflow.flags(config, SearchParams),
         background=lambda wildcards, input: (
-            f"--background {input.background} {d2lv_workflow.flags(config, BackgroundParams)}"
+            f"{d2lv_workflow.path_option('--background', input.background)} "
+            f"{d2lv_workflow.flags(config, BackgroundParams)}"
             if input.background
             else ""
         ),
     shell:
-        "d2lv global-search --quiet --queries {input.queries} --references {input.references}"
-        " --whitening {input.whitening} {params.background} -o {output} {params.options} 2> {log}"
+        "d2lv global-search --quiet --queries {input.queries:q} --references {input.references:q}"
+        " --whitening {input.whitening:q} {params.background} -o {output:q} {params.options} 2> {log:q}"
 
 
 rule global_export:
@@ -108,5 +109,5 @@ rule global_export:
     conda:
         "../envs/d2lv.yaml"
     shell:
-        "d2lv global-export --quiet --queries {input.queries} --references {input.references}"
-        " --whitening {input.whitening} -o {output} 2> {log}"
+        "d2lv global-export --quiet --queries {input.queries:q} --references {input.references:q}"
+        " --whitening {input.whitening:q} -o {output:q} 2> {log:q}"

@@ -23,8 +23,8 @@ rule local_train:
         # retrains the index) only when the shard count does, not with every added reference
         references=len(PLANS["references"]) * config["shard_size"],
     shell:
-        "d2lv local-train --quiet {input} --references {params.references} -o {output} {params.options}"
-        " --threads {threads} 2> {log}"
+        "d2lv local-train --quiet {input:q} --references {params.references:q} -o {output:q} {params.options}"
+        " --threads {threads:q} 2> {log:q}"
 
 
 rule local_add:
@@ -45,8 +45,8 @@ rule local_add:
     params:
         shard=lambda wildcards: int(wildcards.shard),
     shell:
-        "d2lv local-add --quiet {input.store} --trained {input.trained} --shard {params.shard} -o {output.index}"
-        " --catalogue {output.catalogue} --threads {threads} 2> {log}"
+        "d2lv local-add --quiet {input.store:q} --trained {input.trained:q} --shard {params.shard:q}"
+        " -o {output.index:q} --catalogue {output.catalogue:q} --threads {threads:q} 2> {log:q}"
 
 
 rule local_merge:
@@ -66,8 +66,8 @@ rule local_merge:
     conda:
         "../envs/d2lv.yaml"
     shell:
-        "d2lv local-merge --quiet --trained {input.trained} --shards {input.shards} --catalogues {input.catalogues}"
-        " -o {output.index} --catalogue {output.catalogue} 2> {log}"
+        "d2lv local-merge --quiet --trained {input.trained:q} --shards {input.shards:q}"
+        " --catalogues {input.catalogues:q} -o {output.index:q} --catalogue {output.catalogue:q} 2> {log:q}"
 
 
 rule local_recall:
@@ -91,8 +91,8 @@ rule local_recall:
     params:
         options=d2lv_workflow.flags(config, RecallParams, CandidateParams, SingleCandidateRule, IndexDevice),
     shell:
-        "d2lv local-recall --quiet --index {input.index} --catalogue {input.catalogue} --queries {input.queries}"
-        " -o {output} {params.options} --threads {threads} 2> {log}"
+        "d2lv local-recall --quiet --index {input.index:q} --catalogue {input.catalogue:q} --queries {input.queries:q}"
+        " -o {output:q} {params.options} --threads {threads:q} 2> {log:q}"
 
 
 rule verify:
@@ -115,5 +115,5 @@ rule verify:
         options=d2lv_workflow.flags(config, VerifyParams),
         branch=lambda wc: "local" if wc.view in QUERY_SETS else "local_crop",
     shell:
-        "d2lv verify --quiet --pairs {input.pairs} --queries {input.queries} --references {input.references}"
-        " -o {output} --branch {params.branch} {params.options} 2> {log}"
+        "d2lv verify --quiet --pairs {input.pairs:q} --queries {input.queries:q} --references {input.references:q}"
+        " -o {output:q} --branch {params.branch:q} {params.options} 2> {log:q}"

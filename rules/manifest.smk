@@ -17,9 +17,11 @@ rule manifest:
         num_shards=lambda wc: len(PLANS[wc.set]),
         shard=lambda wc: int(wc.shard),
         options=d2lv_workflow.flags(config, DecodeParams),
+        # not inputs, but a change to them reruns the shard all the same
+        untracked=untracked_images,
     shell:
-        "d2lv manifest --quiet {params.folder:q} --shard {params.shard} --num-shards {params.num_shards}"
-        " {params.options} -o {output} 2> {log}"
+        "d2lv manifest --quiet {params.folder:q} --shard {params.shard:q} --num-shards {params.num_shards:q}"
+        " {params.options} -o {output:q} 2> {log:q}"
 
 
 rule sift:
@@ -37,4 +39,4 @@ rule sift:
     params:
         options=d2lv_workflow.flags(config, SiftParams, DecodeParams),
     shell:
-        "d2lv sift --quiet {input} -o {output} {params.options} 2> {log}"
+        "d2lv sift --quiet {input:q} -o {output:q} {params.options} 2> {log:q}"

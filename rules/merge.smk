@@ -21,7 +21,7 @@ rule make_calibration:
         out=lambda wildcards, output: Path(output.ground_truth).parent,
         options=d2lv_workflow.flags(config, CalibrationParams),
     shell:
-        "d2lv make-calibration --quiet {input} -o {params.out} {params.options} 2> {log}"
+        "d2lv make-calibration --quiet {input:q} -o {params.out:q} {params.options} 2> {log:q}"
 
 
 rule fit_merge:
@@ -41,6 +41,7 @@ rule fit_merge:
     params:
         options=d2lv_workflow.flags(config, FitParams),
     shell:
-        "d2lv fit-merge --local {input.local} --crop {input.crop} --global {input.global_} --scores {input.scores}"
-        " --boxes {input.boxes} --ground-truth {input.ground_truth} --ignore {input.overlaps}"
-        " {params.options} -o {output} 2> {log}"
+        "d2lv fit-merge --local {input.local:q} --crop {input.crop:q} --global {input.global_:q}"
+        " --scores {input.scores:q} --boxes {input.boxes:q} --ground-truth {input.ground_truth:q}"
+        " --ignore {input.overlaps:q}"
+        " {params.options} -o {output:q} 2> {log:q}"

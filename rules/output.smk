@@ -14,11 +14,11 @@ rule matches:
         "../envs/d2lv.yaml"
     params:
         options=d2lv_workflow.flags(config, MergeParams, OutputParams),
-        model=lambda wildcards, input: f"--model {input.model}" if input.model else "",
+        model=lambda wildcards, input: d2lv_workflow.path_option("--model", input.model),
     shell:
-        "d2lv matches --quiet --local {input.local} --crop {input.crop} --global {input.global_}"
-        " --scores {input.scores} --boxes {input.boxes} {params.options} {params.model} -o {output.csv}"
-        " --parquet {output.parquet} 2> {log}"
+        "d2lv matches --quiet --local {input.local:q} --crop {input.crop:q} --global {input.global_:q}"
+        " --scores {input.scores:q} --boxes {input.boxes:q} {params.options} {params.model} -o {output.csv:q}"
+        " --parquet {output.parquet:q} 2> {log:q}"
 
 
 rule skipped:
@@ -39,17 +39,18 @@ rule skipped:
     params:
         min_keypoints=config["sift"]["min_keypoints"],
     shell:
-        "d2lv skipped --quiet --queries-manifests {input.queries_manifests}"
-        " --references-manifests {input.references_manifests} --queries-features {input.queries_features}"
-        " --references-features {input.references_features} --min-keypoints {params.min_keypoints}"
-        " -o {output} 2> {log}"
+        "d2lv skipped --quiet --queries-manifests {input.queries_manifests:q}"
+        " --references-manifests {input.references_manifests:q} --queries-features {input.queries_features:q}"
+        " --references-features {input.references_features:q} --min-keypoints {params.min_keypoints:q}"
+        " -o {output:q} 2> {log:q}"
 
 
 rule evaluate:
-    """micro-AP, recall at precision 0.9 and recall@1 against the ground truth."""
+    """micro-AP, recall at precision 0.9 and recall@1 against the ground truth, over the queries in the query set."""
     input:
         matches=f"{RESULTS}/matches.csv",
         ground_truth=GROUND_TRUTH or [],
+        queries_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
     output:
         f"{RESULTS}/metrics.json",
     log:
@@ -59,4 +60,5 @@ rule evaluate:
     conda:
         "../envs/d2lv.yaml"
     shell:
-        "d2lv evaluate {input.matches} --ground-truth {input.ground_truth} -o {output} 2> {log}"
+        "d2lv evaluate {input.matches:q} --ground-truth {input.ground_truth:q}"
+        " --queries-manifests {input.queries_manifests:q} -o {output:q} 2> {log:q}"

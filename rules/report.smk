@@ -42,10 +42,10 @@ rule report_figures:
         "../envs/d2lv.yaml"
     params:
         out=lambda wildcards, output: os.path.dirname(output.metrics),
-        ground_truth=lambda wildcards, input: f"--ground-truth {input.ground_truth}" if input.ground_truth else "",
-        categories=lambda wildcards, input: f"--categories {input.categories}" if input.categories else "",
+        ground_truth=lambda wildcards, input: d2lv_workflow.path_option("--ground-truth", input.ground_truth),
+        categories=lambda wildcards, input: d2lv_workflow.path_option("--categories", input.categories),
         options=d2lv_workflow.flags(config, OutputParams, ReportParams, SiftParams, VerifyParams),
     shell:
-        "d2lv report-figures --quiet --matches {input.matches} {params.ground_truth} {params.categories}"
-        " --queries-manifests {input.queries_manifests} --references-manifests {input.references_manifests}"
-        " --boxes {input.boxes} {params.options} -o {params.out} 2> {log}"
+        "d2lv report-figures --quiet --matches {input.matches:q} {params.ground_truth} {params.categories}"
+        " --queries-manifests {input.queries_manifests:q} --references-manifests {input.references_manifests:q}"
+        " --boxes {input.boxes:q} {params.options} -o {params.out:q} 2> {log:q}"

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from snakemake.io import contains_wildcard
+
 from d2lv.io import isc
 from d2lv.io.images import find_images
 from d2lv.io.manifest import plan_shards
@@ -57,6 +59,30 @@ def fit_shards(plan: Mapping[str, Sequence[str]], min_images: int) -> list[str]:
         chosen.append(name)
         held += len(images)
     return chosen
+
+
+def trackable(paths: Sequence[str]) -> list[str]:
+    """The ``paths`` that a rule can take as Snakemake inputs.
+
+    Snakemake reads ``{name}`` in an input path as a wildcard, and an input function's paths
+    cannot escape it (``{{name}}`` is read as a wildcard too), so an image named ``a{b}.jpg`` would
+    stop the whole workflow. Such images are still processed (the manifest lists its folder itself),
+    but tracked by :func:`untracked_stamps` instead.
+    """
+    return [path for path in paths if not contains_wildcard(path)]
+
+
+def untracked_stamps(paths: Sequence[str]) -> list[str]:
+    """Path, size and modification time of each of ``paths`` that :func:`trackable` leaves out.
+
+    As a rule's param, a change to such a file reruns the rule as a change to an input would.
+    """
+    stamps = []
+    for path in paths:
+        if contains_wildcard(path):
+            stat = os.stat(path)
+            stamps.append(f"{path} {stat.st_size} {stat.st_mtime_ns}")
+    return stamps
 
 
 def calibration_plan(folder: str | os.PathLike, n_queries: int, shard_size: int) -> dict[str, list[str]]:
@@ -120,3 +146,13 @@ def flags(config: Mapping, *groups: type[Options]) -> str:
     command, so that neither the option names nor the config keys are spelt out in the rule.
     """
     return shlex.join(flag for group in groups for flag in group.from_config(config).to_flags())
+
+
+def path_option(flag: str, paths: str | Sequence[str]) -> str:
+    """``flag`` and ``paths`` (an optional input: one file, a list, or none), shell-quoted; empty without paths.
+
+    A rule writes ``params: crops=lambda wildcards, input: path_option("--crops", input.crops)`` and
+    ``{params.crops}`` in its shell command, so that the option is left out when the input is.
+    """
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    return shlex.join([flag, *paths]) if paths else ""

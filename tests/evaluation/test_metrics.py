@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from d2lv.errors import D2lvError
 from d2lv.evaluation.metrics import (
     Metrics,
     box_iou,
@@ -19,6 +20,7 @@ from d2lv.evaluation.metrics import (
     evaluate,
     family_recall,
     micro_average_precision,
+    missing_queries,
     precision_recall,
     recall_at_one,
     recall_at_precision,
@@ -293,7 +295,7 @@ def test_evaluate_end_to_end():
     assert as_dict["micro_ap"] == pytest.approx(41 / 48) and as_dict["threshold_at_p90"] == pytest.approx(0.9)
     assert set(as_dict) == {
         "micro_ap", "recall_at_p90", "threshold_at_p90", "recall_at_1",
-        "n_predictions", "n_positives", "n_copy_queries", "n_queries",
+        "n_predictions", "n_positives", "n_copy_queries", "n_queries", "n_ground_truth_queries_missing",
     }
 
 
@@ -329,6 +331,26 @@ def test_evaluate_counts_duplicate_ground_truth_rows_once():
 def test_evaluate_without_ground_truth_positives_raises():
     with pytest.raises(ValueError, match="no positive"):
         evaluate(predictions(("q1", "r1", 0.9)), ground_truth(("q1", ""), ("q2", "")))
+
+
+def test_ground_truth_queries_not_in_the_query_set_are_left_out_and_counted():
+    truth = ground_truth(("q1", "r1"), ("q2", "r2"), ("q3", ""), ("ghost", "r3"), ("ghost", "r4"), ("gone", ""))
+    preds = predictions(("q1", "r1", 0.9), ("q3", "r1", 0.8), ("q2", "r9", 0.5))
+    # over q1-q3 (the query set): M .9, N .8, N .5 with 2 positives -> P = 1, 1/2, 1/3; R = 1/2, 1/2, 1/2
+    # uAP = 1/2; recall@1: q1 yes, q2 no -> 1/2. Scored as misses, ghost's 2 pairs would halve both.
+    result = evaluate(preds, truth, query_ids={"q1", "q2", "q3", "q4"})
+    assert (result.micro_ap, result.recall_at_p90, result.recall_at_1) == pytest.approx((0.5, 0.5, 0.5))
+    assert (result.n_positives, result.n_copy_queries, result.n_queries) == (2, 2, 3)
+    assert result.n_ground_truth_queries_missing == 2
+    assert missing_queries(truth, {"q1", "q2", "q3"}) == ["ghost", "gone"]
+    everyone = evaluate(preds, truth)  # no query set given: every ground-truth query counts
+    assert everyone.n_ground_truth_queries_missing == 0 and everyone.n_positives == 4
+    assert (everyone.micro_ap, everyone.recall_at_1) == pytest.approx((0.25, 1 / 3))
+
+
+def test_a_ground_truth_of_none_of_the_queries_stops_the_evaluation():
+    with pytest.raises(D2lvError, match="none of the 2 ground-truth queries is in the query set"):
+        evaluate(predictions(("q1", "r1", 0.9)), ground_truth(("x1", "r1"), ("x2", "")), query_ids={"q1"})
 
 
 # ---------------------------------------------------------------- recall@1 per family

@@ -22,11 +22,15 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The command that runs the workflow in ``workdir`` with its config overlays (see :func:`workdir_with_config`)."""
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--cores", "2", "--configfile", str(SMALL), str(workdir / OVERLAY), *args]
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the workflow in ``workdir`` with its config overlays (see :func:`workdir_with_config`)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(SMALL), str(workdir / OVERLAY), *args]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -3,16 +3,19 @@
 All predictions of all queries are ranked together by score (micro
 averaging). On equal scores non-matches rank first, so a tie can never
 improve a result. Recall is measured against every ground-truth pair, so a
-pair that was never predicted counts as missed.
+pair that was never predicted counts as missed; given the query set, pairs
+of ground-truth queries that are not in it are left out (and counted).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
+from d2lv.errors import D2lvError
 from d2lv.io import isc
 
 
@@ -76,6 +79,7 @@ class Metrics:
     n_positives: int
     n_copy_queries: int
     n_queries: int
+    n_ground_truth_queries_missing: int = 0  # ground-truth queries not in the query set, left out of the above
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,8 +101,37 @@ def unique_pairs(predictions: pd.DataFrame) -> pd.DataFrame:
         ["query_id", "reference_id"])
 
 
-def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> Metrics:
-    """ISC matching-track metrics for ``query_id,reference_id,score`` predictions."""
+def missing_queries(ground_truth: pd.DataFrame, query_ids: Collection[str]) -> list[str]:
+    """The ground-truth queries that are not in ``query_ids`` (sorted)."""
+    return sorted(set(ground_truth.query_id) - set(query_ids))
+
+
+def present_queries(ground_truth: pd.DataFrame, query_ids: Collection[str] | None) -> pd.DataFrame:
+    """The ground truth of the queries in ``query_ids`` (all of it without ``query_ids``).
+
+    A query that is not in the query set was never searched: scoring it as a miss would measure the
+    ground truth's mismatch with the folder, not the pipeline. A query that is in the set but could not
+    be used (an unreadable file) stays, and counts as missed.
+    """
+    if query_ids is None:
+        return ground_truth
+    present = ground_truth[ground_truth.query_id.isin(set(query_ids))]
+    if len(present) == 0 and len(ground_truth) > 0:
+        raise D2lvError(f"none of the {ground_truth.query_id.nunique()} ground-truth queries is in the query set "
+                        f"(first: {missing_queries(ground_truth, query_ids)[0]!r}): is the ground truth for "
+                        "these queries?")
+    return present
+
+
+def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame,
+             query_ids: Collection[str] | None = None) -> Metrics:
+    """ISC matching-track metrics for ``query_id,reference_id,score`` predictions.
+
+    With ``query_ids`` (the query set), ground-truth queries outside it are left out of every metric
+    (see :func:`present_queries`) and counted in ``n_ground_truth_queries_missing``.
+    """
+    n_missing = len(missing_queries(ground_truth, query_ids)) if query_ids is not None else 0
+    ground_truth = present_queries(ground_truth, query_ids)
     predictions = unique_pairs(predictions)
     positives = ground_truth[ground_truth.reference_id != ""].drop_duplicates(["query_id", "reference_id"])
     curve = pr_curve(predictions, ground_truth)
@@ -112,6 +145,7 @@ def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> Metrics:
         n_positives=len(positives),
         n_copy_queries=positives.query_id.nunique(),
         n_queries=ground_truth.query_id.nunique(),
+        n_ground_truth_queries_missing=n_missing,
     )
 
 

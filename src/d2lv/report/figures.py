@@ -58,6 +58,7 @@ class Inputs:
     boxes: Mapping[str, tuple[int, int, int, int]]  # query id -> x0, y0, x1, y1 of its cropped copy region
     ground_truth: pd.DataFrame | None = None
     categories: pd.DataFrame | None = None
+    query_ids: frozenset[str] | None = None  # every query of the set, usable or not (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def read_inputs(matches: str | os.PathLike, queries_manifests: Sequence[str | os
         boxes=read_boxes(boxes),
         ground_truth=isc.read_ground_truth(ground_truth) if ground_truth else None,
         categories=isc.read_id_csv(categories) if categories else None,
+        query_ids=frozenset(manifest.read_manifests(queries_manifests, usable_only=False).id),
     )
 
 
@@ -111,17 +113,20 @@ def write_report_figures(inputs: Inputs, out: str | os.PathLike, sift_params: Si
     """Write ``metrics.csv``, ``pr_curve.png``, ``recall_per_family.png`` and ``pairs/*.jpg`` into ``out``.
 
     Figures that need the ground truth (or the categories) are replaced by a
-    placeholder saying so, so that the set of files never changes.
+    placeholder saying so, so that the set of files never changes. As for ``d2lv evaluate``, ground-truth
+    queries that are not in the query set are left out of the metrics and curves.
     """
     out = Path(out)
     (out / "pairs").mkdir(parents=True, exist_ok=True)
     predictions = metrics.unique_pairs(inputs.matches)
-    result = None
+    result, truth = None, None
     if inputs.ground_truth is not None:
-        result = metrics.evaluate(predictions[["query_id", "reference_id", "score"]], inputs.ground_truth)
+        result = metrics.evaluate(predictions[["query_id", "reference_id", "score"]], inputs.ground_truth,
+                                  inputs.query_ids)
+        truth = metrics.present_queries(inputs.ground_truth, inputs.query_ids)
     write_metrics(inputs, predictions, result, out / "metrics.csv")
-    write_pr_curve(predictions, inputs.ground_truth, out / "pr_curve.png")
-    write_family_recall(predictions, inputs.ground_truth, inputs.categories, out / "recall_per_family.png")
+    write_pr_curve(predictions, truth, out / "pr_curve.png")
+    write_family_recall(predictions, truth, inputs.categories, out / "recall_per_family.png")
     selected = top_pairs(predictions, top) + near_pairs(predictions, near, result)
     for pick in tqdm(selected, desc="report pairs", unit="pair", disable=not progress):
         draw_selected(pick, inputs, sift_params, params, out / "pairs")
