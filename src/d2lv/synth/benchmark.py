@@ -100,9 +100,8 @@ def make_bench(
     photo lies in the query when a family placed it in a larger picture (padding, paste,
     screenshot, meme), empty otherwise.
 
-    Photos of the training split are left out unless ``training_photos``
-    (:func:`d2lv.synth.photos.without_training_photos`). Near-duplicate source photos are
-    dropped first (:func:`drop_near_duplicates`), and
+    The training split's photos are left out unless ``training_photos`` (:mod:`d2lv.synth.photos`).
+    Near-duplicate source photos are dropped first (:func:`drop_near_duplicates`), and
     photos of one object are never split between the references and the other roles,
     except for the hard-negative pairs: a non-copy never shows a reference's picture.
     Pasted photos go onto photos that are not references.
