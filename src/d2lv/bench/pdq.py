@@ -33,7 +33,7 @@ import pandas as pd
 import pdqhash
 from tqdm import tqdm
 
-from d2lv.io import hdf5, tables
+from d2lv.io import atomic, hdf5, tables
 from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
 
 HASH_BITS = 256
@@ -136,7 +136,7 @@ def hash_manifest(manifest: pd.DataFrame, dihedral: bool = False, max_pixels: in
 
 
 def write_hashes(path: str | os.PathLike, hashes: PdqHashes, attrs: Mapping[str, object] | None = None) -> None:
-    with h5py.File(path, "w") as h5:
+    with atomic.replacing(path) as partial, h5py.File(partial, "w") as h5:
         hdf5.write_ids(h5, "ids", hashes.ids)
         h5.create_dataset("hashes", data=hashes.hashes)
         h5.create_dataset("quality", data=hashes.quality)

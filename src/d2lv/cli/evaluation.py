@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from d2lv.cli.common import Subparsers, add_command
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from d2lv.evaluation import metrics
-    from d2lv.io import isc
+    from d2lv.io import atomic, isc
 
     result = metrics.evaluate(isc.read_isc_csv(args.matches), isc.read_ground_truth(args.ground_truth))
     text = json.dumps(result.to_dict(), indent=2)
-    Path(args.out).write_text(text + "\n") if args.out else print(text)
+    if not args.out:
+        print(text)
+        return
+    with atomic.replacing(args.out) as partial:
+        partial.write_text(text + "\n")
 
 
 def register(sub: Subparsers) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import h5py
 import numpy as np
 
-from d2lv.io import hdf5
+from d2lv.io import atomic, hdf5
 
 #: The sets of the layout; :data:`d2lv.descriptor.params.ISC_SET` maps each input set onto one.
 SETS = ("query", "reference")
@@ -38,7 +38,7 @@ def write_descriptor_shard(path: str | os.PathLike, set_name: str, ids: Sequence
                            attrs: Mapping[str, object] | None = None) -> None:
     """One shard of one set: datasets ``<set>`` and ``<set>_ids``."""
     _check_set(set_name)
-    with h5py.File(path, "w") as h5:
+    with atomic.replacing(path) as partial, h5py.File(partial, "w") as h5:
         _write_set(h5, set_name, ids, descriptors)
         h5.attrs.update(dict(attrs or {}))
 
@@ -80,7 +80,7 @@ def combine_isc(out: str | os.PathLike, query_shards: Iterable[str | os.PathLike
         raise ValueError(f"query descriptors have {query.shape[1]} dimensions, references {reference.shape[1]}")
     first = (query_shards + reference_shards)[:1]
     attrs = read_attrs(first[0]) if first else {}
-    with h5py.File(out, "w") as h5:
+    with atomic.replacing(out) as partial, h5py.File(partial, "w") as h5:
         _write_set(h5, "query", query_ids, query)
         _write_set(h5, "reference", reference_ids, reference)
         h5.attrs.update(attrs)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from d2lv.io import atomic
+
 
 @dataclass(frozen=True)
 class Whitening:
@@ -53,7 +55,7 @@ def fit_whitening(descriptors: np.ndarray, dim: int = 256, shrinkage: float = 0.
 
 
 def write_whitening(path: str | os.PathLike, whitening: Whitening, n_train: int) -> None:
-    with h5py.File(path, "w") as h5:
+    with atomic.replacing(path) as partial, h5py.File(partial, "w") as h5:
         h5.create_dataset("mean", data=whitening.mean)
         h5.create_dataset("projection", data=whitening.projection)
         h5.attrs["n_train"] = n_train

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from d2lv.fusion.params import MODES, VIEWS
+from d2lv.io import atomic
 
 MODEL_VERSION = 1
 
@@ -133,7 +134,7 @@ def fit_calibrated(pairs: pd.DataFrame, labels: np.ndarray, regularisation: floa
 
 def save_model(model: CalibratedMerge, path: str | os.PathLike, **extra: object) -> None:
     """Write ``model`` as JSON; ``extra`` keys (e.g. calibration metrics) are stored alongside."""
-    with open(path, "w") as f:
+    with atomic.replacing(path) as partial, open(partial, "w") as f:
         json.dump({**asdict(model), **extra}, f, indent=2)
         f.write("\n")
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from d2lv.io import atomic
+
 ISC_COLUMNS = ["query_id", "reference_id", "score"]
 #: A labelled set's layout (the demo's, a dev set's, a benchmark's): its two image folders and CSVs.
 QUERY_DIR, REFERENCE_DIR = "queries", "references"
@@ -35,8 +37,9 @@ def read_id_csv(path: str | os.PathLike, required: Sequence[str] = (), what: str
 
 
 def write_isc_csv(matches: pd.DataFrame, path: str | os.PathLike) -> None:
-    """``query_id,reference_id,score`` with a header, best first."""
-    matches[ISC_COLUMNS].to_csv(path, index=False, float_format="%.10g")
+    """``query_id,reference_id,score`` with a header, best first; written whole or not at all."""
+    with atomic.replacing(path) as partial:
+        matches[ISC_COLUMNS].to_csv(partial, index=False, float_format="%.10g")
 
 
 def read_isc_csv(path: str | os.PathLike) -> pd.DataFrame:

@@ -13,6 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from d2lv.io import atomic
+
 MANIFEST = pa.schema(
     [
         ("id", pa.string()),
@@ -123,13 +125,14 @@ def rank_within_query(pairs: pd.DataFrame, order: Sequence[tuple[str, bool]], to
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, schema: pa.Schema) -> None:
-    """Write ``frame`` as Parquet, cast to ``schema`` (extra columns are an error)."""
+    """Write ``frame`` as Parquet, cast to ``schema`` (extra columns are an error); whole or not at all."""
     missing = set(schema.names) - set(frame.columns)
     extra = set(frame.columns) - set(schema.names)
     if missing or extra:
         raise ValueError(f"table columns do not match schema: missing {sorted(missing)}, extra {sorted(extra)}")
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-    pq.write_table(table, path)
+    with atomic.replacing(path) as partial:
+        pq.write_table(table, partial)
 
 
 def read_tables(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pd.DataFrame:
