@@ -41,6 +41,7 @@ from d2lv.descriptor.checkpoints import (
 )
 from d2lv.descriptor.params import DEFAULT_BACKBONE, DEFAULT_IMAGE_SIZE
 from d2lv.device import resolve_device
+from d2lv.errors import InputError
 from d2lv.io import atomic
 
 DEFAULT_GEM_P = 3.0
@@ -168,7 +169,7 @@ class PooledDescriptor(torch.nn.Module):
         embed = getattr(self.backbone, "patch_embed", None)
         size = getattr(embed, "img_size", None)
         if size is not None and getattr(embed, "strict_img_size", False) and tuple(size) != (image_size,) * 2:
-            raise ValueError(f"backbone {type(self.backbone).__name__} takes {size[0]}x{size[1]} px images, "
+            raise InputError(f"backbone {type(self.backbone).__name__} takes {size[0]}x{size[1]} px images, "
                              f"not {image_size} (config key {IMAGE_SIZE_KEY})")
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import h5py
 import numpy as np
 
+from d2lv.errors import InputError
 from d2lv.io import atomic, hdf5
 
 #: The sets of the layout; :data:`d2lv.descriptor.params.ISC_SET` maps each input set onto one.
@@ -51,12 +52,12 @@ def read_descriptors(paths: hdf5.PathOrPaths, set_name: str) -> tuple[list[str],
     for path in hdf5.as_paths(paths):
         with h5py.File(path, "r") as h5:
             if set_name not in h5:
-                raise KeyError(f"{path} holds no {set_name!r} descriptors (it has {sorted(h5.keys())})")
+                raise InputError(f"{path} holds no {set_name!r} descriptors (it has {sorted(h5.keys())})")
             ids.extend(hdf5.read_ids(h5[f"{set_name}_ids"]))
             arrays.append(h5[set_name][:].astype(np.float32, copy=False))
     dims = {a.shape[1] for a in arrays}
     if len(dims) > 1:
-        raise ValueError(f"descriptor files of {set_name!r} mix dimensions {sorted(dims)}")
+        raise InputError(f"descriptor files of {set_name!r} mix dimensions {sorted(dims)}")
     return ids, hdf5.concatenate(arrays, (0, 0), np.float32)
 
 
@@ -77,7 +78,7 @@ def combine_isc(out: str | os.PathLike, query_shards: Iterable[str | os.PathLike
     if transform is not None:
         query, reference = transform(query), transform(reference)
     if len(query) and len(reference) and query.shape[1] != reference.shape[1]:
-        raise ValueError(f"query descriptors have {query.shape[1]} dimensions, references {reference.shape[1]}")
+        raise InputError(f"query descriptors have {query.shape[1]} dimensions, references {reference.shape[1]}")
     first = (query_shards + reference_shards)[:1]
     attrs = read_attrs(first[0]) if first else {}
     with atomic.replacing(out) as partial, h5py.File(partial, "w") as h5:

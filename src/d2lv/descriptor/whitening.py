@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from d2lv.errors import InputError
 from d2lv.io import atomic
 
 
@@ -41,9 +42,9 @@ def fit_whitening(descriptors: np.ndarray, dim: int = 256, shrinkage: float = 0.
     """
     x = np.asarray(descriptors, np.float64)
     if x.ndim != 2 or len(x) < 2:
-        raise ValueError(f"need at least 2 descriptors to fit a whitening, got shape {x.shape}")
+        raise InputError(f"need at least 2 descriptors to fit a whitening, got shape {x.shape}")
     if dim > x.shape[1]:
-        raise ValueError(f"cannot project {x.shape[1]}-d descriptors to {dim} dimensions")
+        raise InputError(f"cannot project {x.shape[1]}-d descriptors to {dim} dimensions")
     mean = x.mean(axis=0)
     covariance = np.cov(x - mean, rowvar=False)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from d2lv.errors import InputError
 from d2lv.io import atomic
 
 ISC_COLUMNS = ["query_id", "reference_id", "score"]
@@ -29,10 +30,15 @@ def read_id_csv(path: str | os.PathLike, required: Sequence[str] = (), what: str
     ``required`` columns must exist; ``what`` names the kind of file in the error.
     """
     dtypes = defaultdict(lambda: str, {column: "float64" for column in numeric})
-    frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False)
+    try:
+        frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not a readable {what}: {err}") from err
+    except ValueError as err:  # a numeric column holding text
+        raise InputError(f"{path}: {what} has a non-numeric value in {', '.join(numeric)}: {err}") from err
     missing = set(required) - set(frame.columns)
     if missing:
-        raise ValueError(f"{path}: {what} needs columns {','.join(required)}; missing {sorted(missing)}")
+        raise InputError(f"{path}: {what} needs columns {','.join(required)}; missing {sorted(missing)}")
     return frame
 
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from d2lv.errors import InputError
 from d2lv.io.images import image_id
 from d2lv.synth.benchmark import BACKDROP_USERS, BENCH_CATEGORY_COLUMNS, BenchQuery, render_bench_query
 from d2lv.synth.common import (
@@ -67,7 +68,7 @@ def plan_calibration(
     """The queries :func:`make_calibration` renders: source, family and backdrop of each, in id order."""
     paths = [Path(p) for p in references]
     if len(paths) < 2 or n_queries < 1:
-        raise ValueError(
+        raise InputError(
             f"a calibration set needs at least 2 references and 1 query, got {len(paths)} and {n_queries}; "
             "with so few references use `merge.mode: sum`"
         )
