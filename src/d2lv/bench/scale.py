@@ -77,7 +77,8 @@ def run_setting(bench: Path, references: Path, setting: Setting, results: Path, 
     The local index is trained on a sample of every reference shard, so that each setting's index is
     trained on the same share of its collection whatever the number of shards.
     """
-    n_shards = len(workflow.shard_plan(references, "references", setting.shard_size))  # as the workflow plans
+    listing = workflow.list_set(references, "references", None)
+    n_shards = len(workflow.shard_plan(listing, setting.shard_size))  # as the workflow plans
     overlay = {"local": {"train_shards": n_shards}, **({"detect": {"weights": str(detector)}} if detector else {})}
     overlay_file = results.parent / "overlay.yaml"
     overlay_file.write_text(yaml.safe_dump(overlay))

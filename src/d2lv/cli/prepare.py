@@ -28,7 +28,7 @@ def _skipped(args: argparse.Namespace) -> None:
     from d2lv.report import skipped
 
     frames = [skipped.collect(name, getattr(args, f"{name}_manifests"), getattr(args, f"{name}_features"),
-                              args.min_keypoints) for name in INPUT_SETS]
+                              args.min_keypoints, getattr(args, f"{name}_folder")) for name in INPUT_SETS]
     skipped.write_csv(pd.concat(frames, ignore_index=True), args.out)
 
 
@@ -42,6 +42,8 @@ def register(sub: Subparsers) -> None:
 
     p = add_command(sub, "skipped", _skipped, "list inputs that were skipped, with the reason, as CSV")
     for name in INPUT_SETS:
+        p.add_argument(f"--{name}-folder", help=f"the {name} folder: list the files in it that are not decoded "
+                       "(other formats, hidden and AppleDouble files, hidden folders)")
         p.add_argument(f"--{name}-manifests", nargs="*", default=[], help=f"{name} manifests .parquet")
         p.add_argument(f"--{name}-features", nargs="*", default=[], help=f"{name} feature stores .h5")
     p.add_argument("--min-keypoints", type=int, default=10, help="report images with fewer local features "

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from d2lv.errors import D2lvError
+from d2lv.errors import D2lvError, InputError
 from d2lv.io import tables
 from d2lv.io.images import DEFAULT_MAX_PIXELS, ImageError, find_images, image_id, load_image
 
@@ -48,7 +48,7 @@ def num_shards(n_images: int, shard_size: int) -> int:
     half of ``shard_size`` and ``shard_size`` images on average.
     """
     if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+        raise InputError(f"shard_size must be at least 1, got {shard_size}")
     return 2 ** max(0, math.ceil(math.log2(max(1, math.ceil(n_images / shard_size)))))
 
 
