@@ -79,6 +79,14 @@ def shard_files(pattern, set_name):
     return expand(pattern, set=set_name, shard=list(PLANS[set_name]))
 
 
+def usable_references(n_shards):
+    """The check (rule check_references) that the first reference shards, which a model is trained on, hold a
+    usable image: every training rule takes it as an input, so none starts on references that all failed.
+    It reads only those shards' manifests, which the training rules depend on anyway: adding a reference
+    elsewhere reruns neither the check nor any training (a check on skipped.csv, all shards, would)."""
+    return f"{WORK}/usable/references_{min(n_shards, len(PLANS['references']))}_shards.txt"
+
+
 def candidate_tables(qset, shard):
     """Every branch's candidates of one query shard: the pairs each of its views verifies."""
     tables = [f"{WORK}/local/{qset}/candidates/{shard}.parquet"]

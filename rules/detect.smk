@@ -4,9 +4,10 @@ DETECTOR = detector_weights(DETECT["weights"], DETECT["train"], f"{WORK}/detect/
 rule train_detector:
     """A YOLOv5u copy-region detector trained on pastes, screenshots and memes made from the references."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
+        manifests=lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
             : DETECT["train_shards"]
         ],
+        usable=usable_references(DETECT["train_shards"]),
     output:
         f"{WORK}/detect/detector.pt",
     log:
@@ -22,7 +23,7 @@ rule train_detector:
         work_dir=f"{WORK}/detect/training",
         options=d2lv_workflow.flags(config, TrainingParams, DetectorParams),
     shell:
-        "d2lv train-detector --quiet {input} -o {output} --work-dir {params.work_dir} {params.options}"
+        "d2lv train-detector --quiet {input.manifests} -o {output} --work-dir {params.work_dir} {params.options}"
         " --workers {threads} 2> {log}"
 
 

@@ -5,9 +5,10 @@ TRAINED = f"{WORK}/global/descriptor.pt"
 rule train_descriptor:
     """Contrastive fine-tuning on the first `global.pca_shards` reference shards (when global.train)."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
+        manifests=lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
             : GLOBAL["pca_shards"]
         ],
+        usable=usable_references(GLOBAL["pca_shards"]),
     output:
         TRAINED,
     log:
@@ -22,7 +23,7 @@ rule train_descriptor:
     params:
         options=d2lv_workflow.flags(config, BackboneParams, CheckpointParams, TrainParams),
     shell:
-        "d2lv train-descriptor --quiet {input} -o {output} {params.options} --workers {threads} 2> {log}"
+        "d2lv train-descriptor --quiet {input.manifests} -o {output} {params.options} --workers {threads} 2> {log}"
 
 
 rule global_extract:
@@ -55,7 +56,10 @@ rule global_extract:
 rule global_whitening:
     """PCA whitening to `global.dim` dimensions, fitted on the first `global.pca_shards` reference shards."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references")[: GLOBAL["pca_shards"]],
+        descriptors=lambda wildcards: shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references")[
+            : GLOBAL["pca_shards"]
+        ],
+        usable=usable_references(GLOBAL["pca_shards"]),
     output:
         f"{WORK}/global/whitening.h5",
     log:
@@ -67,7 +71,7 @@ rule global_whitening:
     params:
         options=d2lv_workflow.flags(config, WhiteningParams),
     shell:
-        "d2lv global-whitening --quiet {input} -o {output} {params.options} 2> {log}"
+        "d2lv global-whitening --quiet {input.descriptors} -o {output} {params.options} 2> {log}"
 
 
 rule global_search:

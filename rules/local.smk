@@ -5,7 +5,10 @@ INDEX = f"{WORK}/local/index"
 rule local_train:
     """The local index's quantisers, trained once on a seeded sample of the first reference shards."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references")[: LOCAL["train_shards"]],
+        stores=lambda wildcards: shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references")[
+            : LOCAL["train_shards"]
+        ],
+        usable=usable_references(LOCAL["train_shards"]),
     output:
         f"{INDEX}/trained.faiss",
     log:
@@ -23,7 +26,7 @@ rule local_train:
         # retrains the index) only when the shard count does, not with every added reference
         references=len(PLANS["references"]) * config["shard_size"],
     shell:
-        "d2lv local-train --quiet {input} --references {params.references} -o {output} {params.options}"
+        "d2lv local-train --quiet {input.stores} --references {params.references} -o {output} {params.options}"
         " --threads {threads} 2> {log}"
 
 

@@ -22,6 +22,27 @@ rule manifest:
         " {params.options} -o {output} 2> {log}"
 
 
+rule check_references:
+    """Stop the run, before any training, when no image of the first reference shards can be used."""
+    input:
+        lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[: int(wildcards.n)],
+    output:
+        f"{WORK}/usable/references_{{n}}_shards.txt",
+    log:
+        f"{LOGS}/check_references/{{n}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check_references/{{n}}.tsv"
+    wildcard_constraints:
+        n=r"\d+",
+    priority: 10  # as soon as the manifests are in: it is what decides whether the rest of the run makes sense
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        num_shards=len(PLANS["references"]),
+    shell:
+        "d2lv check-references --quiet {input} --num-shards {params.num_shards} -o {output} 2> {log}"
+
+
 rule sift:
     """RootSIFT keypoints of one shard, into an HDF5 feature store."""
     input:

@@ -1,9 +1,10 @@
 rule make_calibration:
     """Edited copies of the first reference shard(s): labelled pairs for the calibrated merge, no user labels."""
     input:
-        lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
+        manifests=lambda wildcards: shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references")[
             : MERGE["calibration_shards"]
         ],
+        usable=usable_references(MERGE["calibration_shards"]),
     output:
         images=[path for shard in PLANS["calibration"].values() for path in shard] if CALIBRATED else [],
         ground_truth=f"{CALIBRATION_DIR}/ground_truth.csv",
@@ -19,7 +20,7 @@ rule make_calibration:
         out=lambda wildcards, output: Path(output.ground_truth).parent,
         options=d2lv_workflow.flags(config, CalibrationParams),
     shell:
-        "d2lv make-calibration --quiet {input} -o {params.out} {params.options} 2> {log}"
+        "d2lv make-calibration --quiet {input.manifests} -o {params.out} {params.options} 2> {log}"
 
 
 rule fit_merge:
