@@ -42,14 +42,18 @@ CATEGORIES = d2lv_workflow.categories(config)
 
 # Query sets may be cut into shards of their own size (query_shard_size; 0: shard_size).
 QUERY_SHARD_SIZE = config["query_shard_size"] or config["shard_size"]
+# Every file of each set: the images to shard, and the rest, which skipped.csv lists with the reason.
+LISTINGS = {name: d2lv_workflow.list_set(folder, name, config.get("demo_dir")) for name, folder in SET_FOLDERS.items()}
 PLANS = {
-    name: d2lv_workflow.shard_plan(
-        folder, name, QUERY_SHARD_SIZE if name == "queries" else config["shard_size"], config.get("demo_dir")
-    )
-    for name, folder in SET_FOLDERS.items()
+    name: d2lv_workflow.shard_plan(listing, QUERY_SHARD_SIZE if name == "queries" else config["shard_size"])
+    for name, listing in LISTINGS.items()
 }
-# The reference shards that the models fitted on the references learn from.
+# The reference shards that the models fitted on the references learn from, and the check (rule
+# check_references) that they hold a usable image: every fitting rule takes it as an input, so none starts on
+# references that all failed. It reads only those shards' manifests, which the fitting rules depend on anyway:
+# adding a reference elsewhere reruns neither the check nor any fit (a check on skipped.csv, all shards, would).
 FIT_SHARDS = d2lv_workflow.fit_shards(PLANS["references"], config["fit_images"])
+USABLE_REFERENCES = f"{WORK}/usable/references.txt"
 # Query sets: the user's queries, and the calibration copies the merge is fitted on.
 QUERY_SETS = ["queries"]
 if CALIBRATED:

@@ -4,7 +4,8 @@ DETECTOR = detector_weights(DETECT["weights"], DETECT["train"], f"{WORK}/detect/
 rule train_detector:
     """A YOLOv5u copy-region detector trained on pastes, screenshots and memes made from the references."""
     input:
-        fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+        manifests=fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+        usable=USABLE_REFERENCES,
     output:
         f"{WORK}/detect/detector.pt",
     log:
@@ -20,7 +21,7 @@ rule train_detector:
         work_dir=f"{WORK}/detect/training",
         options=d2lv_workflow.flags(config, TrainingParams, DetectorParams),
     shell:
-        "d2lv train-detector --quiet {input:q} -o {output:q} --work-dir {params.work_dir:q} {params.options}"
+        "d2lv train-detector --quiet {input.manifests:q} -o {output:q} --work-dir {params.work_dir:q} {params.options}"
         " --workers {threads:q} 2> {log:q}"
 
 

@@ -5,7 +5,8 @@ TRAINED = f"{WORK}/global/descriptor.pt"
 rule train_descriptor:
     """Contrastive fine-tuning on the fit_images reference shards (when global.train)."""
     input:
-        fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+        manifests=fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+        usable=USABLE_REFERENCES,
     output:
         TRAINED,
     log:
@@ -20,7 +21,7 @@ rule train_descriptor:
     params:
         options=d2lv_workflow.flags(config, BackboneParams, CheckpointParams, TrainParams),
     shell:
-        "d2lv train-descriptor --quiet {input:q} -o {output:q} {params.options} --workers {threads:q} 2> {log:q}"
+        "d2lv train-descriptor --quiet {input.manifests:q} -o {output:q} {params.options} --workers {threads:q} 2> {log:q}"
 
 
 rule global_extract:
@@ -53,7 +54,8 @@ rule global_extract:
 rule global_whitening:
     """PCA whitening to `global.dim` dimensions, fitted on the fit_images reference shards."""
     input:
-        fit_files(f"{WORK}/global/raw/references/{{shard}}.h5"),
+        descriptors=fit_files(f"{WORK}/global/raw/references/{{shard}}.h5"),
+        usable=USABLE_REFERENCES,
     output:
         f"{WORK}/global/whitening.h5",
     log:
@@ -65,7 +67,7 @@ rule global_whitening:
     params:
         options=d2lv_workflow.flags(config, WhiteningParams),
     shell:
-        "d2lv global-whitening --quiet {input:q} -o {output:q} {params.options} 2> {log:q}"
+        "d2lv global-whitening --quiet {input.descriptors:q} -o {output:q} {params.options} 2> {log:q}"
 
 
 rule global_search:

@@ -5,7 +5,8 @@ INDEX = f"{WORK}/local/index"
 rule local_train:
     """The local index's quantisers, trained once on a seeded sample of the fit_images reference shards."""
     input:
-        fit_files(f"{WORK}/features/references/{{shard}}.h5"),
+        stores=fit_files(f"{WORK}/features/references/{{shard}}.h5"),
+        usable=USABLE_REFERENCES,
     output:
         f"{INDEX}/trained.faiss",
     log:
@@ -23,7 +24,7 @@ rule local_train:
         # retrains the index) only when the shard count does, not with every added reference
         references=len(PLANS["references"]) * config["shard_size"],
     shell:
-        "d2lv local-train --quiet {input:q} --references {params.references:q} -o {output:q} {params.options}"
+        "d2lv local-train --quiet {input.stores:q} --references {params.references:q} -o {output:q} {params.options}"
         " --threads {threads:q} 2> {log:q}"
 
 

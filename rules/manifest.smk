@@ -24,6 +24,25 @@ rule manifest:
         " {params.options} -o {output:q} 2> {log:q}"
 
 
+rule check_references:
+    """Stop the run, before any model is fitted, when no image of the fit_images reference shards can be used."""
+    input:
+        fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+    output:
+        USABLE_REFERENCES,
+    log:
+        f"{LOGS}/check_references.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check_references.tsv"
+    priority: 10  # as soon as the manifests are in: it is what decides whether the rest of the run makes sense
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        num_shards=len(PLANS["references"]),
+    shell:
+        "d2lv check-references --quiet {input:q} --num-shards {params.num_shards:q} -o {output:q} 2> {log:q}"
+
+
 rule sift:
     """RootSIFT keypoints of one shard, into an HDF5 feature store."""
     input:

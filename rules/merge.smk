@@ -1,7 +1,8 @@
 rule make_calibration:
     """Edited copies of the fit_images reference shards: labelled pairs for the calibrated merge, no user labels."""
     input:
-        fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+        manifests=fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+        usable=USABLE_REFERENCES,
     output:
         images=(
             [path for name in ("calibration", "calibration_near") for shard in PLANS[name].values() for path in shard]
@@ -21,7 +22,7 @@ rule make_calibration:
         out=lambda wildcards, output: Path(output.ground_truth).parent,
         options=d2lv_workflow.flags(config, CalibrationParams),
     shell:
-        "d2lv make-calibration --quiet {input:q} -o {params.out:q} {params.options} 2> {log:q}"
+        "d2lv make-calibration --quiet {input.manifests:q} -o {params.out:q} {params.options} 2> {log:q}"
 
 
 rule fit_merge:

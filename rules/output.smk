@@ -28,6 +28,8 @@ rule skipped:
         references_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
         queries_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
         references_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
+        # the files the listing set aside: a new one (a .DS_Store) reruns this rule, and only this rule
+        refused=d2lv_workflow.refused_files(LISTINGS["queries"]) + d2lv_workflow.refused_files(LISTINGS["references"]),
     output:
         f"{RESULTS}/skipped.csv",
     log:
@@ -38,8 +40,11 @@ rule skipped:
         "../envs/d2lv.yaml"
     params:
         min_keypoints=config["sift"]["min_keypoints"],
+        queries=SET_FOLDERS["queries"],
+        references=SET_FOLDERS["references"],
     shell:
-        "d2lv skipped --quiet --queries-manifests {input.queries_manifests:q}"
+        "d2lv skipped --quiet --queries-folder {params.queries:q} --references-folder {params.references:q}"
+        " --queries-manifests {input.queries_manifests:q}"
         " --references-manifests {input.references_manifests:q} --queries-features {input.queries_features:q}"
         " --references-features {input.references_features:q} --min-keypoints {params.min_keypoints:q}"
         " -o {output:q} 2> {log:q}"

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from snakemake.io import contains_wildcard
 
+from d2lv.errors import D2lvError
 from d2lv.io import isc
-from d2lv.io.images import find_images
+from d2lv.io.images import IMAGE_EXTENSIONS, FolderListing, list_folder, reason_counts
 from d2lv.io.manifest import plan_shards
 from d2lv.options import Options
 from d2lv.synth import calibration, demo
@@ -26,22 +27,40 @@ def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def list_set(folder: str | os.PathLike, set_name: str, demo_dir: str | os.PathLike | None) -> list[Path]:
-    """Image files of a set: found on disk, or planned by the demo builder."""
+class EmptySetError(D2lvError):
+    """An input folder that holds no image file at all: nothing to decode, so the run stops before it starts."""
+
+
+def _require_images(listing: FolderListing, folder: str | os.PathLike, set_name: str) -> FolderListing:
+    if listing.images:
+        return listing
+    where = f"{set_name} folder {str(folder)!r}"
+    elsewhere = f"or point `--config {set_name}=DIR` at the folder that holds the images"
+    if not listing.refused:
+        raise EmptySetError(f"{where} is empty: put the {set_name} images in it (it is searched recursively), "
+                            f"{elsewhere}")
+    refused = reason_counts(reason for _, reason in listing.refused)
+    raise EmptySetError(
+        f"{where} holds no image file: everything in it was set aside ({refused}); d2lv reads "
+        f"{', '.join(sorted(IMAGE_EXTENSIONS))}: convert the images to one of these, {elsewhere}"
+    )
+
+
+def list_set(folder: str | os.PathLike, set_name: str, demo_dir: str | os.PathLike | None) -> FolderListing:
+    """Every file of a set, found on disk or planned by the demo builder; fails when the set has no image file."""
     if demo_dir is not None and _same_path(folder, Path(demo_dir) / set_name):
-        return demo.planned_demo_files(Path(demo_dir))[set_name]
+        return FolderListing(demo.planned_demo_files(Path(demo_dir))[set_name], [])
     if not Path(folder).is_dir():
         raise FileNotFoundError(
             f"{set_name} folder {str(folder)!r} does not exist; set it with "
             f"`snakemake --config {set_name}=DIR` (a folder of images, searched recursively)"
         )
-    return list(find_images(folder))
+    return _require_images(list_folder(folder), folder, set_name)
 
 
-def shard_plan(folder: str | os.PathLike, set_name: str, shard_size: int,
-               demo_dir: str | os.PathLike | None = None) -> dict[str, list[str]]:
-    """Shard name -> image paths (as strings, ready to be Snakemake inputs)."""
-    plan = plan_shards(list_set(folder, set_name, demo_dir), shard_size)
+def shard_plan(listing: FolderListing, shard_size: int) -> dict[str, list[str]]:
+    """Shard name -> image paths of a listed set (as strings, ready to be Snakemake inputs)."""
+    plan = plan_shards(listing.images, shard_size)
     return {name: [str(p) for p in paths] for name, paths in plan.items()}
 
 
@@ -83,6 +102,11 @@ def untracked_stamps(paths: Sequence[str]) -> list[str]:
             stat = os.stat(path)
             stamps.append(f"{path} {stat.st_size} {stat.st_mtime_ns}")
     return stamps
+
+
+def refused_files(listing: FolderListing) -> list[str]:
+    """The files and folders of a listed set that are not decoded (``skipped.csv`` lists them with the reason)."""
+    return [str(path) for path, _ in listing.refused]
 
 
 def calibration_plan(folder: str | os.PathLike, n_queries: int, shard_size: int) -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from d2lv.descriptor import extract, networks, search, store
 from d2lv.device import resolve_device
+from d2lv.errors import InputError
 from d2lv.io import tables
 
 
@@ -93,7 +94,7 @@ def test_isc_layout_round_trip(model, photos, references, tmp_path):
     got_ids, got = store.read_descriptors(out, "reference")
     assert got_ids == ids
     np.testing.assert_array_equal(got, references)
-    with pytest.raises(KeyError, match="reference"):
+    with pytest.raises(InputError, match="reference"):
         store.read_descriptors(tmp_path / "q0.h5", "reference")
 
 

@@ -1,4 +1,4 @@
-"""load_image / load_gray / find_images on real photos saved in every format we accept."""
+"""load_image / load_gray / find_images / list_folder on real photos saved in every format we accept."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d2lv.io.images import ImageError, find_images, load_gray, load_image
+from d2lv.io.images import ImageError, find_images, list_folder, load_gray, load_image, reason_counts
 
 EXIF_ORIENTATION = 0x0112
 
@@ -356,3 +356,38 @@ def test_find_images_missing_folder_raises(tmp_path):
     make_tree(tmp_path, ["photo.jpg"])
     with pytest.raises(FileNotFoundError):
         list(find_images(tmp_path / "photo.jpg"))  # a file is not a folder
+
+
+# ---------------------------------------------------------------- list_folder: every file accounted for
+
+
+def test_list_folder_gives_every_file_it_does_not_decode_a_reason(tmp_path, chelsea, coffee):
+    """A folder as cameras, phones and Macs leave it: real photos among files that are not images."""
+    (tmp_path / "trip").mkdir()
+    save(chelsea, tmp_path / "photo.jpg", quality=90)
+    save(coffee, tmp_path / "trip" / "coffee.png")
+    make_tree(tmp_path, ["photo.heic", "trip/drawing.svg", "README", ".DS_Store", "trip/._coffee.png",
+                         ".git/objects/ab/cdef", ".git/HEAD", "trip/.thumbnails/coffee.png"])
+    (tmp_path / "linked").symlink_to(tmp_path / "trip", target_is_directory=True)
+    listing = list_folder(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in listing.images] == ["photo.jpg", "trip/coffee.png"]
+    reasons = {p.relative_to(tmp_path).as_posix(): reason for p, reason in listing.refused}
+    assert reasons == {
+        ".DS_Store": "hidden file",
+        ".git": "hidden folder, not searched (tool state such as .git or .snakemake)",
+        "README": "unsupported format (no file extension)",
+        "linked": "symbolic link to a folder, not followed: point the set at the folder it links to",
+        "photo.heic": "unsupported format .heic",
+        "trip/._coffee.png": "AppleDouble metadata file (macOS keeps a file's attributes there), not an image",
+        "trip/.thumbnails": "hidden folder, not searched (tool state such as .git or .snakemake)",
+        "trip/drawing.svg": "unsupported format .svg",
+    }
+    assert [p for p, _ in listing.refused] == sorted(p for p, _ in listing.refused)
+    assert list(find_images(tmp_path)) == listing.images
+
+
+def test_reason_counts_groups_reasons_by_kind_most_frequent_first():
+    reasons = ["unreadable image: cannot identify image file 'a.png'", "empty file (0 bytes)",
+               "unreadable image: truncated", "hidden file"]
+    assert reason_counts(reasons) == "2x unreadable image, 1x empty file (0 bytes), 1x hidden file"
+    assert reason_counts([]) == ""

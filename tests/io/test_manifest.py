@@ -17,11 +17,13 @@ from PIL import Image
 from d2lv.io import tables
 from d2lv.io.manifest import (
     DuplicateIdError,
+    UnusableSetError,
     build_manifest,
     check_unique_ids,
     num_shards,
     plan_shards,
     read_manifest,
+    require_usable,
     shard_name,
     shard_of,
     shard_paths,
@@ -306,9 +308,61 @@ def test_fitted_models_learn_from_the_first_shards_holding_enough_images(tmp_pat
 
     for i in range(40):
         Image.fromarray(chelsea[i:]).save(tmp_path / f"img{i:02d}.jpg")
-    plan = workflow.shard_plan(tmp_path, "references", shard_size=5)  # 8 shards, about 5 images each
+    plan = workflow.shard_plan(workflow.list_set(tmp_path, "references", None), 5)  # 8 shards, about 5 images each
     sizes = [len(images) for images in plan.values()]
     chosen = workflow.fit_shards(plan, min_images)
     assert chosen == list(plan)[: len(chosen)]
     assert sum(sizes[: len(chosen)]) >= min_images > sum(sizes[: len(chosen) - 1])
     assert workflow.fit_shards(plan, min_images=1000) == list(plan)  # a smaller collection: every shard
+
+
+# ---------------------------------------------------------------- no usable image: check-references
+
+
+def write_manifest(folder: Path, out: Path) -> Path:
+    tables.write_table(build_manifest(shard_paths(folder, 0, 1), progress=False), out, tables.MANIFEST)
+    return out
+
+
+@pytest.fixture
+def broken_folder(tmp_path, coffee) -> Path:
+    """References that all fail to decode: empty, truncated, text named .png."""
+    root = tmp_path / "broken"
+    root.mkdir()
+    (root / "empty.jpg").write_bytes(b"")
+    whole = save(coffee, tmp_path / "whole.jpg", quality=90).read_bytes()
+    (root / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "text.png").write_text("not an image\n")
+    return root
+
+
+def test_require_usable_counts_the_usable_images_or_says_why_there_are_none(mixed_folder, broken_folder):
+    assert require_usable(build_manifest(shard_paths(mixed_folder, 0, 1), progress=False), "image") == 4
+    with pytest.raises(UnusableSetError, match=r"no usable reference image: 3 found, all refused \(2x unreadable "
+                       r"image, 1x empty file \(0 bytes\)\)"):
+        require_usable(build_manifest(shard_paths(broken_folder, 0, 1), progress=False), "reference image")
+    with pytest.raises(UnusableSetError, match="there is none"):
+        require_usable(build_manifest([], progress=False), "reference image")
+
+
+def test_cli_check_references_fails_listing_each_refused_file(tmp_path, broken_folder):
+    manifest = write_manifest(broken_folder, tmp_path / "0000.parquet")
+    out = tmp_path / "usable.txt"
+    result = run_cli("check-references", str(manifest), "--num-shards", "1", "-o", str(out), "--quiet")
+    assert result.returncode == 2 and not out.exists()
+    *listed, error = result.stderr.strip().splitlines()
+    assert len(listed) == 3, result.stderr
+    for line, (name, reason) in zip(sorted(listed), [("empty.jpg", "empty file (0 bytes)"),
+                                                     ("text.png", "unreadable image: cannot identify image file"),
+                                                     ("truncated.jpg", "unreadable image: image file is truncated")]):
+        assert line.startswith(f"refused: {broken_folder / name}: {reason}"), line
+    assert error.startswith("d2lv check-references: error: no usable reference image: 3 found, all refused")
+    assert "nothing was trained" in error and "Traceback" not in result.stderr
+
+
+def test_cli_check_references_passes_a_shard_with_a_usable_image(tmp_path, mixed_folder):
+    manifest = write_manifest(mixed_folder, tmp_path / "0000.parquet")
+    out = tmp_path / "usable.txt"
+    result = run_cli("check-references", str(manifest), "--num-shards", "4", "-o", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == "4 usable reference images in 1 shards\n"

@@ -33,7 +33,8 @@ import pandas as pd
 import pdqhash
 from tqdm import tqdm
 
-from d2lv.io import hdf5, tables
+from d2lv.errors import InputError
+from d2lv.io import atomic, hdf5, tables
 from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
 
 HASH_BITS = 256
@@ -136,7 +137,7 @@ def hash_manifest(manifest: pd.DataFrame, dihedral: bool = False, max_pixels: in
 
 
 def write_hashes(path: str | os.PathLike, hashes: PdqHashes, attrs: Mapping[str, object] | None = None) -> None:
-    with h5py.File(path, "w") as h5:
+    with atomic.replacing(path) as partial, h5py.File(partial, "w") as h5:
         hdf5.write_ids(h5, "ids", hashes.ids)
         h5.create_dataset("hashes", data=hashes.hashes)
         h5.create_dataset("quality", data=hashes.quality)
@@ -156,7 +157,7 @@ def read_hashes(paths: hdf5.PathOrPaths) -> PdqHashes:
         return PdqHashes([], np.zeros((0, 1, HASH_BYTES), np.uint8), np.zeros(0, np.int32))
     variants = {h.shape[1] for h in hashes}
     if len(variants) > 1:
-        raise ValueError(f"hash files mix {sorted(variants)} variants per image; gather one set at a time")
+        raise InputError(f"hash files mix {sorted(variants)} variants per image; gather one set at a time")
     return PdqHashes(ids, np.concatenate(hashes), np.concatenate(quality))
 
 
@@ -177,7 +178,7 @@ def match(queries: PdqHashes, references: PdqHashes, topk: int = 20, max_distanc
     Columns: :data:`d2lv.io.tables.PDQ_PAIRS`.
     """
     if topk < 1:
-        raise ValueError(f"topk must be at least 1, got {topk}")
+        raise InputError(f"topk must be at least 1, got {topk}")
     if min_quality > 0:
         queries = queries.subset(queries.quality >= min_quality)
         references = references.subset(references.quality >= min_quality)

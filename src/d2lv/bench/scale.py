@@ -77,7 +77,7 @@ def run_setting(bench: Path, references: Path, setting: Setting, results: Path, 
     The models fitted on the references learn from every reference shard (``fit_images``), so that each
     setting fits them on its whole collection whatever the number of shards.
     """
-    n_references = sum(map(len, workflow.shard_plan(references, "references", setting.shard_size).values()))
+    n_references = len(workflow.list_set(references, "references", None).images)  # as the workflow plans
     overlay = {"fit_images": max(n_references, 1), **({"detect": {"weights": str(detector)}} if detector else {})}
     overlay_file = results.parent / "overlay.yaml"
     overlay_file.write_text(yaml.safe_dump(overlay))

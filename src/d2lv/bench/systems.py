@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from d2lv.errors import InputError
 from d2lv.evaluation import metrics
 from d2lv.io import isc
 
@@ -48,13 +49,13 @@ def read_predictions(spec: str, max_per_query: int = 10) -> pd.DataFrame:
     if path.endswith(".parquet"):
         files = sorted(glob.glob(path))
         if not files:
-            raise ValueError(f"{path}: no such file")
+            raise InputError(f"{path}: no such file")
         frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     else:
         frame = isc.read_id_csv(path, numeric=[column])
     for name in filter(None, (column, present)):
         if name not in frame.columns:
-            raise ValueError(f"{path}: no column {name!r} (columns: {', '.join(frame.columns)})")
+            raise InputError(f"{path}: no column {name!r} (columns: {', '.join(frame.columns)})")
     if present:
         frame = frame[frame[present].notna()]
     scored = pd.DataFrame({"query_id": frame.query_id.astype(str), "reference_id": frame.reference_id.astype(str),

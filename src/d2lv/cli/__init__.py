@@ -31,12 +31,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What the user can fix, reported as one line and exit code 2: d2lv's own errors, and paths that are
+#: missing or of the wrong kind. Anything else is a bug in d2lv and keeps its traceback.
+USER_ERRORS = (D2lvError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def error_line(command: str, err: BaseException) -> str:
+    """``d2lv <command>: error: <message>`` on one line, however many lines the message has."""
+    return f"d2lv {command}: error: {' '.join(str(err).split())}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; a d2lv error (or a bad value or missing file) is one line and exit code 2."""
+    """Run one subcommand; a user's error is one line on stderr and exit code 2 (as argparse's usage errors).
+
+    Under Snakemake stderr goes to the rule's log, which the console shows for a failed job
+    (``show-failed-logs`` in the workflow profile), so that line is what the user reads there.
+    """
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except (D2lvError, ValueError, FileNotFoundError, KeyError) as err:
-        print(f"d2lv {args.command}: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        print(error_line(args.command, err), file=sys.stderr)
         return 2
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from d2lv.cli.common import Subparsers, add_command
 from d2lv.detect.params import BoxParams, DetectorParams, TrainingParams
+from d2lv.errors import InputError
 
 
 def _train_detector(args: argparse.Namespace) -> None:
@@ -19,7 +20,7 @@ def _train_detector(args: argparse.Namespace) -> None:
     network, training = DetectorParams.from_args(args), TrainingParams.from_args(args)
     references = manifest.read_manifests(args.manifests)
     if references.empty:
-        raise ValueError(f"no usable reference images in {' '.join(args.manifests)}: nothing to train on")
+        raise InputError(f"no usable reference images in {' '.join(args.manifests)}: nothing to train on")
     work_dir = Path(args.work_dir)
     data = detector_set.synthesise_training_set(list(references.path), work_dir / "training-set",
                                                 training.train_images, args.seed, network.image_size,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from d2lv.cli.common import Subparsers, add_command
 
@@ -15,7 +14,7 @@ NAMED_MISSING = 10
 
 def _evaluate(args: argparse.Namespace) -> None:
     from d2lv.evaluation import metrics
-    from d2lv.io import isc, manifest
+    from d2lv.io import atomic, isc, manifest
 
     ground_truth = isc.read_ground_truth(args.ground_truth)
     query_ids = None
@@ -28,7 +27,11 @@ def _evaluate(args: argparse.Namespace) -> None:
                   f"queries are not in the query set and are left out of the metrics: {named}", file=sys.stderr)
     result = metrics.evaluate(isc.read_isc_csv(args.matches), ground_truth, query_ids)
     text = json.dumps(result.to_dict(), indent=2)
-    Path(args.out).write_text(text + "\n") if args.out else print(text)
+    if not args.out:
+        print(text)
+        return
+    with atomic.replacing(args.out) as partial:
+        partial.write_text(text + "\n")
 
 
 def register(sub: Subparsers) -> None:

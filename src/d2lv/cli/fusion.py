@@ -26,7 +26,7 @@ def _merge_inputs(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], pd
 
 def _matches(args: argparse.Namespace) -> None:
     from d2lv.fusion import features, merge
-    from d2lv.io import isc
+    from d2lv.io import atomic, isc
 
     mode, keep = MergeParams.from_args(args).mode, OutputParams.from_args(args).max_results_per_query
     candidates, scores, cropped = _merge_inputs(args)
@@ -35,7 +35,8 @@ def _matches(args: argparse.Namespace) -> None:
     matches = pairs[pairs["rank"] <= keep]
     isc.write_isc_csv(matches, args.out)
     if args.parquet:
-        pairs.to_parquet(args.parquet, index=False)
+        with atomic.replacing(args.parquet) as partial:
+            pairs.to_parquet(partial, index=False)
     print(f"{len(matches)} matches for {matches.query_id.nunique()} queries ({mode} merge)", file=sys.stderr)
 
 

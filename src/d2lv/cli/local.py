@@ -8,6 +8,7 @@ import dataclasses
 import sys
 
 from d2lv.cli.common import Subparsers, add_command, add_threads, set_faiss_threads
+from d2lv.io import atomic
 from d2lv.io.images import DecodeParams
 from d2lv.local.params import (
     CandidateParams,
@@ -52,7 +53,8 @@ def _local_train(args: argparse.Namespace) -> None:
     mean = sum(len(s.descriptors) for s in stores) / max(1, sum(len(s) for s in stores))
     trained = index.train_index(sample, params.factory, round(mean * args.references),
                                 IndexDevice.from_args(args).device)
-    faiss.write_index(trained, str(args.out))
+    with atomic.replacing(args.out) as partial:
+        faiss.write_index(trained, str(partial))
     print(f"trained {faiss.extract_index_ivf(trained).nlist} lists on {len(sample)} descriptors", file=sys.stderr)
 
 
@@ -64,7 +66,8 @@ def _local_add(args: argparse.Namespace) -> None:
 
     set_faiss_threads(args.threads)
     shard = store.FeatureStore(args.store)
-    faiss.write_index(index.add_shard(faiss.read_index(str(args.trained)), shard, args.shard), str(args.out))
+    with atomic.replacing(args.out) as partial:
+        faiss.write_index(index.add_shard(faiss.read_index(str(args.trained)), shard, args.shard), str(partial))
     tables.write_table(index.catalogue([(args.shard, shard)]), args.catalogue, tables.CATALOGUE)
 
 

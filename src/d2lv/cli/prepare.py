@@ -1,4 +1,5 @@
-"""Subcommands that take inputs in: ``manifest`` (decode and check a shard) and ``skipped`` (what was not used)."""
+"""Subcommands that take inputs in: ``manifest`` (decode and check a shard), ``skipped`` (what was not used) and
+``check-references`` (stop before training when no reference can be used)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from d2lv.io.images import DecodeParams
 
 #: The sets whose inputs ``skipped`` reports.
 INPUT_SETS = ("queries", "references")
+#: Refused files that ``check-references`` names one by one before its error (it counts the rest).
+LISTED_REFUSALS = 20
 
 
 def _manifest(args: argparse.Namespace) -> None:
@@ -28,8 +31,38 @@ def _skipped(args: argparse.Namespace) -> None:
     from d2lv.report import skipped
 
     frames = [skipped.collect(name, getattr(args, f"{name}_manifests"), getattr(args, f"{name}_features"),
-                              args.min_keypoints) for name in INPUT_SETS]
+                              args.min_keypoints, getattr(args, f"{name}_folder")) for name in INPUT_SETS]
     skipped.write_csv(pd.concat(frames, ignore_index=True), args.out)
+
+
+def _print_refused(frame: pd.DataFrame) -> None:
+    """Each refused image and why, the first :data:`LISTED_REFUSALS` of them (the log shows them above the error)."""
+    for row in frame.head(LISTED_REFUSALS).itertuples():
+        print(f"refused: {row.path}: {row.reason}", file=sys.stderr)
+    if len(frame) > LISTED_REFUSALS:
+        print(f"... and {len(frame) - LISTED_REFUSALS} more", file=sys.stderr)
+
+
+def _check_references(args: argparse.Namespace) -> None:
+    from d2lv.io import atomic, manifest
+
+    frame = manifest.read_manifests(args.manifests, usable_only=False)
+    what = "reference image"
+    if len(args.manifests) < args.num_shards:
+        what += (f" in the first {len(args.manifests)} of {args.num_shards} reference shards, "
+                 "which the models are trained on")
+    try:
+        usable = manifest.require_usable(frame, what)
+    except manifest.UnusableSetError as err:
+        _print_refused(frame)
+        if len(frame):
+            advice = ("replace the files listed above with images d2lv can read, or point "
+                      "`--config references=DIR` at the folder that holds them")
+        else:
+            advice = "with so few references, raise shard_size so that every shard holds some"
+        raise manifest.UnusableSetError(f"{err}; nothing was trained: {advice}") from None
+    with atomic.replacing(args.out) as partial:
+        partial.write_text(f"{usable} usable reference images in {len(args.manifests)} shards\n")
 
 
 def register(sub: Subparsers) -> None:
@@ -42,8 +75,16 @@ def register(sub: Subparsers) -> None:
 
     p = add_command(sub, "skipped", _skipped, "list inputs that were skipped, with the reason, as CSV")
     for name in INPUT_SETS:
+        p.add_argument(f"--{name}-folder", help=f"the {name} folder: list the files in it that are not decoded "
+                       "(other formats, hidden and AppleDouble files, hidden folders)")
         p.add_argument(f"--{name}-manifests", nargs="*", default=[], help=f"{name} manifests .parquet")
         p.add_argument(f"--{name}-features", nargs="*", default=[], help=f"{name} feature stores .h5")
     p.add_argument("--min-keypoints", type=int, default=10, help="report images with fewer local features "
                    "(config sift.min_keypoints)")
     p.add_argument("-o", "--out", required=True, help="skipped .csv")
+
+    p = add_command(sub, "check-references", _check_references,
+                    "fail, listing why, unless the reference manifests hold a usable image (before any training)")
+    p.add_argument("manifests", nargs="+", help="manifests .parquet of the reference shards the models train on")
+    p.add_argument("--num-shards", type=int, required=True, help="number of reference shards in all")
+    p.add_argument("-o", "--out", required=True, help="a note of the usable count, written when there is one")

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from d2lv.descriptor.checkpoints import CheckpointError, packaged_checkpoint
 from d2lv.descriptor.networks import DEFAULT_BACKBONE, PooledDescriptor, load_descriptor_net
 from d2lv.device import resolve_device
+from d2lv.errors import InputError
 from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
 
 #: Default images per forward pass. Small on CPU: on 2 cores lite0 at 224 px ran at
@@ -128,7 +129,7 @@ class DescriptorModel:
         if batch_size is None:
             batch_size = CUDA_BATCH_SIZE if self.device.type == "cuda" else CPU_BATCH_SIZE
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
         out = np.zeros((len(images), self.dim), np.float32)
         with (tqdm(total=len(images), desc=f"global {self.name}", unit="img", disable=not progress) as bar,
               ThreadPoolExecutor(max_workers=max(1, workers)) as pool):

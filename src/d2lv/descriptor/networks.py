@@ -41,6 +41,8 @@ from d2lv.descriptor.checkpoints import (
 )
 from d2lv.descriptor.params import DEFAULT_BACKBONE, DEFAULT_IMAGE_SIZE
 from d2lv.device import resolve_device
+from d2lv.errors import InputError
+from d2lv.io import atomic
 
 DEFAULT_GEM_P = 3.0
 
@@ -167,7 +169,7 @@ class PooledDescriptor(torch.nn.Module):
         embed = getattr(self.backbone, "patch_embed", None)
         size = getattr(embed, "img_size", None)
         if size is not None and getattr(embed, "strict_img_size", False) and tuple(size) != (image_size,) * 2:
-            raise ValueError(f"backbone {type(self.backbone).__name__} takes {size[0]}x{size[1]} px images, "
+            raise InputError(f"backbone {type(self.backbone).__name__} takes {size[0]}x{size[1]} px images, "
                              f"not {image_size} (config key {IMAGE_SIZE_KEY})")
 
 
@@ -190,8 +192,8 @@ def save_trained(path: str | os.PathLike, net: PooledDescriptor, backbone: str, 
     The file is a ``torch.save`` dict: ``format`` (:data:`TRAINED_FORMAT`), ``version``,
     ``backbone`` (architecture name), ``dim``, ``gem_p``, ``image_size``, ``mean``, ``std``,
     ``state_dict`` (``backbone.*`` and ``projection.*``, float32 on the CPU) and ``training``
-    (free-form settings of the run: plain values only). Written to a temporary file, then
-    renamed, so that an interrupted run leaves no truncated checkpoint.
+    (free-form settings of the run: plain values only). Written whole or not at all
+    (:mod:`d2lv.io.atomic`), so that an interrupted run leaves no truncated checkpoint.
     """
     path = Path(path)
     payload = {
@@ -200,9 +202,8 @@ def save_trained(path: str | os.PathLike, net: PooledDescriptor, backbone: str, 
         "std": list(preprocessing.std), "training": dict(training or {}),
         "state_dict": {k: v.detach().float().cpu() for k, v in net.state_dict().items()},
     }
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    partial.replace(path)
+    with atomic.replacing(path) as partial:
+        torch.save(payload, partial)
 
 
 def _load_trained(checkpoint: Mapping[str, object], path: Path, name: str,

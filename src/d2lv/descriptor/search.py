@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from d2lv.errors import InputError
 from d2lv.io import tables
 
 BRANCH = "global"
@@ -34,13 +35,13 @@ def search(query_ids: Sequence[str], query: np.ndarray, reference_ids: Sequence[
     descriptors are unit vectors, so this is cosine similarity). Columns: :data:`d2lv.io.tables.SIMILARITY_PAIRS`.
     """
     if topk < 1:
-        raise ValueError(f"topk must be at least 1, got {topk}")
+        raise InputError(f"topk must be at least 1, got {topk}")
     if len(query) == 0 or len(reference) == 0:
         return tables.empty_frame(tables.SIMILARITY_PAIRS)
     query = np.ascontiguousarray(query, dtype=np.float32)
     reference = np.ascontiguousarray(reference, dtype=np.float32)
     if query.shape[1] != reference.shape[1]:
-        raise ValueError(f"query descriptors have {query.shape[1]} dimensions, references {reference.shape[1]}")
+        raise InputError(f"query descriptors have {query.shape[1]} dimensions, references {reference.shape[1]}")
     index = faiss.IndexFlatIP(reference.shape[1])
     index.add(reference)
     k = min(topk, index.ntotal)
@@ -75,7 +76,7 @@ def rank_pairs(pairs: pd.DataFrame, topk: int) -> pd.DataFrame:
 def kth_background_similarity(queries: np.ndarray, background: np.ndarray, k: int = 1) -> np.ndarray:
     """Similarity of every query to its ``k``-th most similar background descriptor."""
     if len(background) < k:
-        raise ValueError(f"the background set has {len(background)} descriptors; background_k={k} needs "
+        raise InputError(f"the background set has {len(background)} descriptors; background_k={k} needs "
                          f"at least {k}")
     index = faiss.IndexFlatIP(background.shape[1])
     index.add(np.ascontiguousarray(background, dtype=np.float32))

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import h5py
 import numpy as np
 
-from d2lv.io import hdf5
+from d2lv.errors import InputError
+from d2lv.io import atomic, hdf5
 
 #: The sets of the layout; :data:`d2lv.descriptor.params.ISC_SET` maps each input set onto one.
 SETS = ("query", "reference")
@@ -38,7 +39,7 @@ def write_descriptor_shard(path: str | os.PathLike, set_name: str, ids: Sequence
                            attrs: Mapping[str, object] | None = None) -> None:
     """One shard of one set: datasets ``<set>`` and ``<set>_ids``."""
     _check_set(set_name)
-    with h5py.File(path, "w") as h5:
+    with atomic.replacing(path) as partial, h5py.File(partial, "w") as h5:
         _write_set(h5, set_name, ids, descriptors)
         h5.attrs.update(dict(attrs or {}))
 
@@ -51,12 +52,12 @@ def read_descriptors(paths: hdf5.PathOrPaths, set_name: str) -> tuple[list[str],
     for path in hdf5.as_paths(paths):
         with h5py.File(path, "r") as h5:
             if set_name not in h5:
-                raise KeyError(f"{path} holds no {set_name!r} descriptors (it has {sorted(h5.keys())})")
+                raise InputError(f"{path} holds no {set_name!r} descriptors (it has {sorted(h5.keys())})")
             ids.extend(hdf5.read_ids(h5[f"{set_name}_ids"]))
             arrays.append(h5[set_name][:].astype(np.float32, copy=False))
     dims = {a.shape[1] for a in arrays}
     if len(dims) > 1:
-        raise ValueError(f"descriptor files of {set_name!r} mix dimensions {sorted(dims)}")
+        raise InputError(f"descriptor files of {set_name!r} mix dimensions {sorted(dims)}")
     return ids, hdf5.concatenate(arrays, (0, 0), np.float32)
 
 
@@ -77,10 +78,10 @@ def combine_isc(out: str | os.PathLike, query_shards: Iterable[str | os.PathLike
     if transform is not None:
         query, reference = transform(query), transform(reference)
     if len(query) and len(reference) and query.shape[1] != reference.shape[1]:
-        raise ValueError(f"query descriptors have {query.shape[1]} dimensions, references {reference.shape[1]}")
+        raise InputError(f"query descriptors have {query.shape[1]} dimensions, references {reference.shape[1]}")
     first = (query_shards + reference_shards)[:1]
     attrs = read_attrs(first[0]) if first else {}
-    with h5py.File(out, "w") as h5:
+    with atomic.replacing(out) as partial, h5py.File(partial, "w") as h5:
         _write_set(h5, "query", query_ids, query)
         _write_set(h5, "reference", reference_ids, reference)
         h5.attrs.update(attrs)

@@ -50,6 +50,7 @@ from d2lv.descriptor.networks import (
     save_trained,
 )
 from d2lv.device import resolve_device
+from d2lv.errors import InputError
 from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
 from d2lv.io.manifest import read_manifests
 
@@ -313,9 +314,9 @@ def train_descriptor(reference_paths: Sequence[str | os.PathLike], out: str | os
 def _checked_batch_size(paths: Sequence[Path], backbone: str, batch_size: int) -> int:
     """``batch_size``, cut to the number of images (with a warning to :func:`train_descriptor`'s caller)."""
     if len(paths) < 2:
-        raise ValueError(f"contrastive training needs at least 2 reference images, got {len(paths)}")
+        raise InputError(f"contrastive training needs at least 2 reference images, got {len(paths)}")
     if backbone == TORCHSCRIPT:
-        raise ValueError("a TorchScript model cannot be fine-tuned here; choose a timm backbone")
+        raise InputError("a TorchScript model cannot be fine-tuned here; choose a timm backbone")
     if batch_size > len(paths):
         warnings.warn(f"batch_size {batch_size} cut to the {len(paths)} reference images", stacklevel=3)
         batch_size = len(paths)

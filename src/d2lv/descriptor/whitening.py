@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from d2lv.errors import InputError
+from d2lv.io import atomic
+
 
 @dataclass(frozen=True)
 class Whitening:
@@ -39,9 +42,10 @@ def fit_whitening(descriptors: np.ndarray, dim: int = 256, shrinkage: float = 0.
     """
     x = np.asarray(descriptors, np.float64)
     if x.ndim != 2 or len(x) < 2:
-        raise ValueError(f"need at least 2 descriptors to fit a whitening, got shape {x.shape}")
+        raise InputError(f"need at least 2 descriptors to fit a whitening, got shape {x.shape}: with a single "
+                         "usable reference image, turn the global branch off (global.enabled: false)")
     if dim > x.shape[1]:
-        raise ValueError(f"cannot project {x.shape[1]}-d descriptors to {dim} dimensions")
+        raise InputError(f"cannot project {x.shape[1]}-d descriptors to {dim} dimensions")
     mean = x.mean(axis=0)
     covariance = np.cov(x - mean, rowvar=False)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
@@ -53,7 +57,7 @@ def fit_whitening(descriptors: np.ndarray, dim: int = 256, shrinkage: float = 0.
 
 
 def write_whitening(path: str | os.PathLike, whitening: Whitening, n_train: int) -> None:
-    with h5py.File(path, "w") as h5:
+    with atomic.replacing(path) as partial, h5py.File(partial, "w") as h5:
         h5.create_dataset("mean", data=whitening.mean)
         h5.create_dataset("projection", data=whitening.projection)
         h5.attrs["n_train"] = n_train

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from d2lv.device import DEVICES
+from d2lv.errors import InputError
 from d2lv.options import Options, option
 
 #: The copy-region detector shipped with d2lv (``detect.weights: ""``): YOLOv5u nano trained by
@@ -23,7 +24,7 @@ def detector_weights(weights: str, train: bool, trained: str) -> str:
     """The weights a run detects with: the user's, ``trained`` (the per-run training's output) when
     ``train`` is set, else the shipped ones."""
     if weights and train:
-        raise ValueError("detect.weights and detect.train: true exclude each other: give your own weights, "
+        raise InputError("detect.weights and detect.train: true exclude each other: give your own weights, "
                          "or train on the references, not both")
     if weights:
         return weights

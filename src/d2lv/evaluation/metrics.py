@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from d2lv.errors import D2lvError
+from d2lv.errors import D2lvError, InputError
 from d2lv.io import isc
 
 
@@ -31,7 +31,7 @@ def precision_recall(scores: np.ndarray, is_match: np.ndarray, n_positives: int)
     scores = np.asarray(scores, np.float64)
     is_match = np.asarray(is_match, bool)
     if n_positives < 1:
-        raise ValueError("the ground truth has no positive pairs; micro-AP is undefined")
+        raise InputError("the ground truth has no positive pairs; micro-AP is undefined")
     order = np.lexsort((is_match, -scores))
     hits = np.cumsum(is_match[order])
     return PRCurve(scores[order], hits / np.arange(1, len(order) + 1), hits / n_positives)

@@ -24,7 +24,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from d2lv.errors import InputError
 from d2lv.fusion.params import MODES, VIEWS
+from d2lv.io import atomic
 
 MODEL_VERSION = 1
 
@@ -96,7 +98,7 @@ class CalibratedMerge:
     def logit(self, pairs: pd.DataFrame) -> np.ndarray:
         names, x = design_matrix(pairs)
         if names != self.features:
-            raise ValueError(
+            raise InputError(
                 f"the merge model was fitted on features {self.features}, this d2lv computes {names}; "
                 "refit it (delete the model file and rerun)"
             )
@@ -118,7 +120,7 @@ def fit_calibrated(pairs: pd.DataFrame, labels: np.ndarray, regularisation: floa
 
     n_positive, n_negative = int(labels.sum()), int((~labels).sum())
     if n_positive < 2 or n_negative < 2:
-        raise ValueError(
+        raise InputError(
             f"cannot fit the calibrated merge on {n_positive} positive and {n_negative} negative pairs; "
             "raise merge.calibration_queries, or use merge.mode: sum"
         )
@@ -133,7 +135,7 @@ def fit_calibrated(pairs: pd.DataFrame, labels: np.ndarray, regularisation: floa
 
 def save_model(model: CalibratedMerge, path: str | os.PathLike, **extra: object) -> None:
     """Write ``model`` as JSON; ``extra`` keys (e.g. calibration metrics) are stored alongside."""
-    with open(path, "w") as f:
+    with atomic.replacing(path) as partial, open(partial, "w") as f:
         json.dump({**asdict(model), **extra}, f, indent=2)
         f.write("\n")
 
@@ -142,7 +144,7 @@ def load_model(path: str | os.PathLike) -> CalibratedMerge:
     with open(path) as f:
         data = json.load(f)
     if data.get("version") != MODEL_VERSION:
-        raise ValueError(f"{path}: merge model version {data.get('version')}, expected {MODEL_VERSION}; refit it")
+        raise InputError(f"{path}: merge model version {data.get('version')}, expected {MODEL_VERSION}; refit it")
     fields = CalibratedMerge.__dataclass_fields__
     return CalibratedMerge(**{k: v for k, v in data.items() if k in fields})
 
@@ -153,6 +155,6 @@ def merge_scores(pairs: pd.DataFrame, mode: str, model: CalibratedMerge | None =
         return sum_score(pairs)
     if mode == "calibrated":
         if model is None:
-            raise ValueError("merge.mode calibrated needs a fitted model (d2lv fit-merge)")
+            raise InputError("merge.mode calibrated needs a fitted model (d2lv fit-merge)")
         return model.probability(pairs)
-    raise ValueError(f"unknown merge mode {mode!r}; expected one of {MODES}")
+    raise InputError(f"unknown merge mode {mode!r}; expected one of {MODES}")

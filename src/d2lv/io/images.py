@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,22 +39,93 @@ class ImageError(D2lvError):
     """An input file that cannot be used as an image; ``str(err)`` is the reason."""
 
 
-def find_images(root: str | os.PathLike) -> Iterator[Path]:
-    """Yield image files under ``root`` (recursively, sorted, hidden files skipped)."""
+@dataclass(frozen=True)
+class FolderListing:
+    """Every entry under an input folder: the files d2lv decodes, and the rest with the reason.
+
+    Nothing under the folder goes unaccounted for: ``refused`` names each file that is not
+    decoded and each folder that is not searched, so that ``skipped.csv`` can list it.
+    """
+
+    images: list[Path]
+    refused: list[tuple[Path, str]]
+
+
+def refusal_reason(name: str) -> str:
+    """Why a file called ``name`` is not decoded as an image (``""``: it is decoded)."""
+    if name.startswith("._"):
+        return "AppleDouble metadata file (macOS keeps a file's attributes there), not an image"
+    if name.startswith("."):
+        return "hidden file"
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        return f"unsupported format {suffix}" if suffix else "unsupported format (no file extension)"
+    return ""
+
+
+def _folder_refusal(path: str) -> str:
+    """Why a subfolder is not searched (``""``: it is)."""
+    if os.path.basename(path).startswith("."):
+        return "hidden folder, not searched (tool state such as .git or .snakemake)"
+    if os.path.islink(path):
+        return "symbolic link to a folder, not followed: point the set at the folder it links to"
+    return ""
+
+
+def _path_order(path: str) -> list[str]:
+    return path.split(os.sep)
+
+
+def list_folder(root: str | os.PathLike) -> FolderListing:
+    """List ``root`` recursively, in path order: image files, and every other entry with its reason.
+
+    Hidden folders give one row each rather than one per file: they hold tool state (a ``.git``
+    can hold a hundred thousand files), and walking them would cost more than the images.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(os.path.join(dirpath, name) for name in filenames
-                     if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+    images, refused = [], []
+
+    def unreadable(err: OSError) -> None:  # os.walk would otherwise pass over a folder it cannot read
+        refused.append((err.filename, f"folder not readable: {err.strerror}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+        searched = []
+        for name in dirnames:
+            reason = _folder_refusal(os.path.join(dirpath, name))
+            if reason:
+                refused.append((os.path.join(dirpath, name), reason))
+            else:
+                searched.append(name)
+        dirnames[:] = searched  # os.walk descends only into these
+        for name in filenames:
+            reason = refusal_reason(name)
+            if reason:
+                refused.append((os.path.join(dirpath, name), reason))
+            else:
+                images.append(os.path.join(dirpath, name))
     # One global sort, in path order (part by part, as Path sorts): a walk yields a folder's files before
     # its subfolders, which is not path order (root/b.jpg would precede root/a/c.jpg). Strings, not
     # Paths, until the end: at a million files pathlib's parsing is most of the cost.
-    found.sort(key=lambda path: path.split(os.sep))
-    for path in found:
-        yield Path(path)
+    images.sort(key=_path_order)
+    refused.sort(key=lambda entry: _path_order(entry[0]))
+    return FolderListing([Path(p) for p in images], [(Path(p), reason) for p, reason in refused])
+
+
+def find_images(root: str | os.PathLike) -> Iterator[Path]:
+    """Yield the image files under ``root`` (recursively, sorted); :func:`list_folder` says why the rest is not."""
+    yield from list_folder(root).images
+
+
+def reason_counts(reasons: Iterable[str]) -> str:
+    """A one-line summary of refusal reasons, most frequent first: ``2x empty file (0 bytes), 1x hidden file``.
+
+    A reason's details (after the first ``:``, e.g. the decoder's message) are left out, so that
+    files refused for the same kind of reason are counted together.
+    """
+    counts = Counter(reason.split(":")[0].strip() for reason in reasons)
+    return ", ".join(f"{n}x {kind}" for kind, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def image_id(path: str | os.PathLike) -> str:

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from d2lv.errors import InputError
+from d2lv.io import atomic
+
 ISC_COLUMNS = ["query_id", "reference_id", "score"]
 #: A labelled set's layout (the demo's, a dev set's, a benchmark's): its two image folders and CSVs.
 QUERY_DIR, REFERENCE_DIR = "queries", "references"
@@ -27,16 +30,22 @@ def read_id_csv(path: str | os.PathLike, required: Sequence[str] = (), what: str
     ``required`` columns must exist; ``what`` names the kind of file in the error.
     """
     dtypes = defaultdict(lambda: str, {column: "float64" for column in numeric})
-    frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False)
+    try:
+        frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not a readable {what}: {err}") from err
+    except ValueError as err:  # a numeric column holding text
+        raise InputError(f"{path}: {what} has a non-numeric value in {', '.join(numeric)}: {err}") from err
     missing = set(required) - set(frame.columns)
     if missing:
-        raise ValueError(f"{path}: {what} needs columns {','.join(required)}; missing {sorted(missing)}")
+        raise InputError(f"{path}: {what} needs columns {','.join(required)}; missing {sorted(missing)}")
     return frame
 
 
 def write_isc_csv(matches: pd.DataFrame, path: str | os.PathLike) -> None:
-    """``query_id,reference_id,score`` with a header, best first."""
-    matches[ISC_COLUMNS].to_csv(path, index=False, float_format="%.10g")
+    """``query_id,reference_id,score`` with a header, best first; written whole or not at all."""
+    with atomic.replacing(path) as partial:
+        matches[ISC_COLUMNS].to_csv(partial, index=False, float_format="%.10g")
 
 
 def read_isc_csv(path: str | os.PathLike) -> pd.DataFrame:

@@ -16,13 +16,17 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from d2lv.errors import D2lvError
+from d2lv.errors import D2lvError, InputError
 from d2lv.io import tables
-from d2lv.io.images import DEFAULT_MAX_PIXELS, ImageError, find_images, image_id, load_image
+from d2lv.io.images import DEFAULT_MAX_PIXELS, ImageError, find_images, image_id, load_image, reason_counts
 
 
 class DuplicateIdError(D2lvError, ValueError):
     """Two files in one set share a stem, so their ids would collide."""
+
+
+class UnusableSetError(D2lvError):
+    """No image a step needs can be used: every one of them failed to decode."""
 
 
 def check_unique_ids(paths: Iterable[Path]) -> dict[str, Path]:
@@ -48,7 +52,7 @@ def num_shards(n_images: int, shard_size: int) -> int:
     half of ``shard_size`` and ``shard_size`` images on average.
     """
     if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+        raise InputError(f"shard_size must be at least 1, got {shard_size}")
     return 2 ** max(0, math.ceil(math.log2(max(1, math.ceil(n_images / shard_size)))))
 
 
@@ -96,6 +100,21 @@ def shard_paths(root: str | os.PathLike, shard: int, n_shards: int) -> list[Path
     paths = list(find_images(root))
     check_unique_ids(paths)
     return [p for p in paths if shard_of(image_id(p), n_shards) == shard]
+
+
+def require_usable(frame: pd.DataFrame, what: str) -> int:
+    """The number of usable images of a manifest ``frame``, which must hold one; ``what`` names them in the error.
+
+    Raises:
+        UnusableSetError: every image of ``frame`` was refused (its message counts the reasons),
+            or ``frame`` holds no image.
+    """
+    usable = int((frame.status == "ok").sum())
+    if usable:
+        return usable
+    if frame.empty:
+        raise UnusableSetError(f"no {what}: there is none")
+    raise UnusableSetError(f"no usable {what}: {len(frame)} found, all refused ({reason_counts(frame.reason)})")
 
 
 def read_manifest(path: str | os.PathLike, usable_only: bool = True) -> pd.DataFrame:

@@ -13,6 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from d2lv.errors import InputError
+from d2lv.io import atomic
+
 MANIFEST = pa.schema(
     [
         ("id", pa.string()),
@@ -123,18 +126,28 @@ def rank_within_query(pairs: pd.DataFrame, order: Sequence[tuple[str, bool]], to
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, schema: pa.Schema) -> None:
-    """Write ``frame`` as Parquet, cast to ``schema`` (extra columns are an error)."""
+    """Write ``frame`` as Parquet, cast to ``schema`` (extra columns are an error); whole or not at all."""
     missing = set(schema.names) - set(frame.columns)
     extra = set(frame.columns) - set(schema.names)
     if missing or extra:
         raise ValueError(f"table columns do not match schema: missing {sorted(missing)}, extra {sorted(extra)}")
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-    pq.write_table(table, path)
+    with atomic.replacing(path) as partial:
+        pq.write_table(table, partial)
+
+
+def _read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
+    """One Parquet file; one that is not Parquet, or lacks the schema's columns, is the user's error."""
+    try:
+        return pq.read_table(path, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
+        columns = ", ".join(schema.names)
+        raise InputError(f"{path} is not a d2lv table with the columns {columns}: {err}") from err
 
 
 def read_tables(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pd.DataFrame:
     """Read and concatenate Parquet files written with ``schema``."""
-    frames = [pq.read_table(p, schema=schema).to_pandas() for p in paths]
+    frames = [_read_table(p, schema).to_pandas() for p in paths]
     if not frames:
         return empty_frame(schema)
     return pd.concat(frames, ignore_index=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from d2lv.device import DEVICES
+from d2lv.errors import InputError
 from d2lv.options import Options, option
 
 GEOMETRIES = ("homography", "affine", "none")
@@ -102,6 +103,6 @@ class VerifyParams(Options):
 
     def __post_init__(self) -> None:
         if self.geometry not in GEOMETRIES:
-            raise ValueError(f"unknown geometry {self.geometry!r}; expected one of {GEOMETRIES}")
+            raise InputError(f"unknown geometry {self.geometry!r}; expected one of {GEOMETRIES}")
         if not 0 < self.ratio <= 1:
-            raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
+            raise InputError(f"ratio must be in (0, 1], got {self.ratio}")

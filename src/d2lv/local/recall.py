@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from d2lv.errors import InputError
 from d2lv.io import tables
 from d2lv.local.params import RecallParams, SingleCandidateRule
 from d2lv.local.sift import dequantize
@@ -97,7 +98,7 @@ def select_candidates(shard_pairs: pd.DataFrame, topk: int, mode: str = "topk",
     if mode == "topk":
         return ranked
     if mode != "single":
-        raise ValueError(f"unknown local recall mode {mode!r}; expected 'topk' or 'single'")
+        raise InputError(f"unknown local recall mode {mode!r}; expected 'topk' or 'single'")
     first = ranked[ranked["rank"] == 1].set_index("query_id")
     runner_votes = ranked[ranked["rank"] == 2].set_index("query_id").votes.reindex(first.index)
     alone = runner_votes.isna()

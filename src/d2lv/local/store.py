@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from d2lv.io import hdf5
+from d2lv.io import atomic, hdf5
 from d2lv.local.sift import DESCRIPTOR_DIM
 
 
@@ -39,7 +39,7 @@ class ImageFeatures:
 def write_store(path: str | os.PathLike, features: Sequence[ImageFeatures], attrs: Mapping[str, object]) -> None:
     counts = np.array([len(f.descriptors) for f in features], np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    with h5py.File(path, "w") as h5:
+    with atomic.replacing(path) as partial, h5py.File(partial, "w") as h5:
         hdf5.write_ids(h5, "ids", [f.image_id for f in features])
         h5.create_dataset("sizes", data=np.array([(f.width, f.height) for f in features], np.int32).reshape(-1, 2))
         h5.create_dataset("offsets", data=offsets)

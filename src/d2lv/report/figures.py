@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from d2lv.evaluation import metrics
 from d2lv.fusion.params import VIEWS
-from d2lv.io import images, isc, manifest, tables
+from d2lv.io import atomic, images, isc, manifest, tables
 from d2lv.local import sift, verify
 from d2lv.local.params import SiftParams, VerifyParams
 from d2lv.local.store import ImageFeatures
@@ -140,7 +140,8 @@ def write_metrics(inputs: Inputs, predictions: pd.DataFrame, result: metrics.Met
     else:
         row = {"n_queries": len(inputs.query_paths), "n_references": len(inputs.reference_paths),
                "n_matched_pairs": len(predictions), "n_matched_queries": predictions.query_id.nunique()}
-    pd.DataFrame([row]).to_csv(path, index=False)
+    with atomic.replacing(path) as partial:
+        pd.DataFrame([row]).to_csv(partial, index=False)
 
 
 def write_pr_curve(predictions: pd.DataFrame, ground_truth: pd.DataFrame | None, path: Path) -> None:

@@ -1,4 +1,9 @@
-"""The skipped-inputs report: every image that could not (fully) take part, and why."""
+"""The skipped-inputs report: every file under an input folder that could not (fully) take part, and why.
+
+Its ``stage`` says where the file was set aside: ``listing`` (not decoded at all: a format d2lv does not
+read, a hidden or AppleDouble file, a hidden folder), ``manifest`` (it did not decode) or ``local``
+(too few local features for the local branch).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,28 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from d2lv.io import tables
+from d2lv.io import atomic, tables
+from d2lv.io.images import image_id, list_folder
 from d2lv.local.store import FeatureStore
 
 
+def listed(set_name: str, folder: str | os.PathLike) -> pd.DataFrame:
+    """The files and folders under ``folder`` that the listing set aside, with the reason."""
+    refused = list_folder(folder).refused
+    return pd.DataFrame({"set": set_name, "id": [image_id(path) for path, _ in refused],
+                         "path": [str(path) for path, _ in refused], "stage": "listing",
+                         "reason": [reason for _, reason in refused]}, columns=tables.SKIPPED.names)
+
+
 def collect(set_name: str, manifests: Sequence[str | os.PathLike], stores: Sequence[str | os.PathLike],
-            min_keypoints: int) -> pd.DataFrame:
-    """Images a manifest marked unusable (excluded everywhere), and images with too
-    few local features for the local branch to match them."""
+            min_keypoints: int, folder: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Files of ``folder`` the listing set aside, images a manifest marked unusable (excluded everywhere),
+    and images with too few local features for the local branch to match them."""
     frame = tables.read_tables(manifests, tables.MANIFEST)
     bad = frame[frame.status != "ok"]
-    rows = [pd.DataFrame({"set": set_name, "id": bad.id, "path": bad.path, "stage": "manifest",
-                          "reason": bad.reason})]
+    rows = [listed(set_name, folder)] if folder is not None else []
+    rows.append(pd.DataFrame({"set": set_name, "id": bad.id, "path": bad.path, "stage": "manifest",
+                              "reason": bad.reason}))
     paths = dict(zip(frame.id, frame.path))
     for path in stores:
         store = FeatureStore(path)
@@ -36,4 +51,6 @@ def collect(set_name: str, manifests: Sequence[str | os.PathLike], stores: Seque
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    frame.sort_values(["set", "stage", "id"]).to_csv(path, index=False)
+    """``skipped.csv``, by set, stage and id; written whole or not at all."""
+    with atomic.replacing(path) as partial:
+        frame.sort_values(["set", "stage", "id", "path"]).to_csv(partial, index=False)

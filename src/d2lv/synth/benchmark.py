@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from d2lv.bench import pdq
+from d2lv.errors import InputError
 from d2lv.io.images import find_images
 from d2lv.synth.common import balanced, check_counts, load_rgb, reference_id, rng_stream, write_set
 from d2lv.synth.edits import Edited
@@ -214,7 +215,7 @@ def plan_bench(
     check_counts(n_references, n_copies, n_noncopies)
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
-        raise ValueError(f"unknown or no edit families {unknown}: choose from {', '.join(FAMILIES)}")
+        raise InputError(f"unknown or no edit families {unknown}: choose from {', '.join(FAMILIES)}")
     units = same_object_groups(sources)
     groups = [i for i, unit in enumerate(units) if len(unit) > 1]
     # without same-object groups, a hard negative is the other tile of a reference's photo
@@ -228,7 +229,7 @@ def plan_bench(
     if not groups:
         wanted += f", the hard negatives as the other half of {n_hard_negatives} reference photos"
     if len(sources) < needed:
-        raise ValueError(f"too few source images: found {found}, need {needed} ({wanted})")
+        raise InputError(f"too few source images: found {found}, need {needed} ({wanted})")
 
     pairs, used = _hard_negative_pairs(units, pair_units, n_hard_negatives, rng)
     n_other_references = n_references - n_hard_negatives
@@ -236,7 +237,7 @@ def plan_bench(
     reference_side, other_side = _split_units(rest, n_other_references, rng)
     if len(reference_side) < n_other_references or len(other_side) < min(n_noncopies, 1):
         usable = len(reference_side) + len(other_side) + len({p for pair in pairs for p in pair})
-        raise ValueError(
+        raise InputError(
             f"too few source images: found {found}, need {needed} ({wanted}), but only {usable} "
             "are usable: photos of one object are never split between references and queries "
             "except in hard-negative pairs"
@@ -250,7 +251,7 @@ def plan_bench(
     queries = [_with_background(q, other_side, rng) for q in queries]
     missing = sorted({q.family for q in queries if q.family in BACKDROP_FAMILIES and q.background is None})
     if missing:
-        raise ValueError(
+        raise InputError(
             f"families {missing} need photos outside the references to paste onto: found {len(other_side)}; "
             "add source images or leave these families out"
         )
@@ -262,14 +263,14 @@ def _hard_negative_count(n_hard_negatives: int | None, n_groups: int, n_noncopie
     if n_hard_negatives is None:
         return min(n_groups, n_noncopies // 5, n_references)
     if n_hard_negatives < 0:
-        raise ValueError("image counts must be non-negative")
+        raise InputError("image counts must be non-negative")
     if n_hard_negatives > n_groups:
-        raise ValueError(
+        raise InputError(
             f"too few same-object groups for {n_hard_negatives} hard negatives: found {n_groups} "
             f"(UKBench-style files ukbenchNNNNN, {SAME_OBJECT_GROUP_SIZE} photos per object)"
         )
     if n_hard_negatives > n_references:
-        raise ValueError(f"n_hard_negatives={n_hard_negatives} > n_references={n_references}")
+        raise InputError(f"n_hard_negatives={n_hard_negatives} > n_references={n_references}")
     return n_hard_negatives
 
 
@@ -368,6 +369,6 @@ def split_pool(sources: Sequence[str | os.PathLike], n_bench: int, seed: int) ->
     order = np.random.default_rng(seed).permutation(len(photos))
     shuffled = [photos[i] for i in order]
     if len(shuffled) <= n_bench:
-        raise ValueError(f"{len(shuffled)} distinct photos under {list(map(str, sources))}; the benchmark alone "
+        raise InputError(f"{len(shuffled)} distinct photos under {list(map(str, sources))}; the benchmark alone "
                          f"takes {n_bench}, none would be left as distractors")
     return shuffled[:n_bench], shuffled[n_bench:]

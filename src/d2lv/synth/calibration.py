@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from d2lv.errors import InputError
 from d2lv.io.images import image_id
 from d2lv.synth.benchmark import BACKDROP_USERS, BENCH_CATEGORY_COLUMNS, BenchQuery, render_bench_query
 from d2lv.synth.common import (
@@ -125,9 +126,10 @@ def plan_calibration(
     and the pseudo-references of the half-copied ones."""
     paths = [Path(p) for p in references]
     if len(paths) < 2 or n_queries < 1:
-        raise ValueError(
+        raise InputError(
             f"a calibration set needs at least 2 references and 1 query, got {len(paths)} and {n_queries}; "
-            "with so few references use `merge.mode: sum`"
+            "with so few references use `merge.mode: sum` (and with a single one `global.enabled: false`: the "
+            "global branch's whitening needs 2 as well)"
         )
     rng = rng_stream(seed, 0)
     sources = rng.choice(len(paths), size=n_queries, replace=n_queries > len(paths))
@@ -149,5 +151,5 @@ def plan_calibration(
 def _check_near_ids(paths: Sequence[Path], near: dict[str, Tile]) -> None:
     taken = set(near) & {image_id(p) for p in paths}
     if taken:
-        raise ValueError(f"references named {sorted(taken)} take the ids of calibration pseudo-references; "
+        raise InputError(f"references named {sorted(taken)} take the ids of calibration pseudo-references; "
                          "rename them or set merge.near_duplicates: 0")

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from d2lv.errors import InputError
 from d2lv.io.images import ImageError, load_image, shrink_long_side
 from d2lv.io.isc import CATEGORIES_FILE, GROUND_TRUTH_FILE, QUERY_DIR, REFERENCE_DIR
 
@@ -79,9 +80,9 @@ def balanced(names: Sequence[str], n: int, rng: np.random.Generator) -> list[str
 
 def check_counts(n_references: int, n_copies: int, n_noncopies: int) -> None:
     if min(n_references, n_copies, n_noncopies) < 0:
-        raise ValueError("image counts must be non-negative")
+        raise InputError("image counts must be non-negative")
     if n_copies > n_references:
-        raise ValueError(f"n_copies={n_copies} > n_references={n_references}: each copy needs its own reference")
+        raise InputError(f"n_copies={n_copies} > n_references={n_references}: each copy needs its own reference")
 
 
 def load_rgb(path: Path) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from d2lv.errors import InputError
 from d2lv.io.images import Box, load_image, shrink_long_side
 from d2lv.synth.edits import Edited, emoji, text
 from d2lv.synth.families import Backdrop, apply_family
@@ -134,9 +135,9 @@ def synthesise_training_set(
     import yaml
 
     if not reference_paths:
-        raise ValueError("no reference images to synthesise a detector training set from")
+        raise InputError("no reference images to synthesise a detector training set from")
     if n_images < 2:
-        raise ValueError(f"need at least 2 training images (one for validation), got {n_images}")
+        raise InputError(f"need at least 2 training images (one for validation), got {n_images}")
     out = Path(out_dir).resolve()
     for folder in ("images", "labels"):
         shutil.rmtree(out / folder, ignore_errors=True)

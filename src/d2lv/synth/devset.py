@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from d2lv.errors import InputError
 from d2lv.io.images import find_images
 from d2lv.synth.common import balanced, check_counts, load_photo, reference_id, rng_stream, write_set
 from d2lv.synth.edits import RECIPES, random_edit
@@ -51,7 +52,7 @@ def plan_devset(
     check_counts(n_references, n_copies, n_noncopies)
     needed = n_references + n_noncopies
     if len(sources) < needed:
-        raise ValueError(
+        raise InputError(
             f"too few source images: found {len(sources)}, need {needed} "
             f"({n_references} references + {n_noncopies} non-copy queries)"
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from d2lv.errors import InputError
 from d2lv.synth.common import load_photo
 
 #: Folders (as trailing path components) of the training split; benchmarks leave their photos out.
@@ -58,7 +59,7 @@ def without_training_photos(paths: Sequence[Path]) -> list[Path]:
     kept = [p for p in paths if not is_training_photo(p)]
     if paths and not kept:
         folders = ", ".join("/".join(f) for f in TRAINING_FOLDERS)
-        raise ValueError(f"all {len(paths)} source photos are in the training split ({folders}), which d2lv's "
+        raise InputError(f"all {len(paths)} source photos are in the training split ({folders}), which d2lv's "
                          "shipped models learnt from; benchmark on other photos, or pass "
                          "--allow-training-photos to measure on them anyway")
     return kept
