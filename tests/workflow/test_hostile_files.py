@@ -114,6 +114,9 @@ def test_references_that_all_fail_to_decode_stop_the_run_before_any_training(tmp
     trained = [work_dir / "local" / "index" / "trained.faiss", work_dir / "calibration" / "ground_truth.csv",
                work_dir / "global" / "whitening.h5", work_dir / "detect" / "detector.pt"]
     assert not [p for p in trained if p.exists()]
+    # the rest of the run goes on (keep-going): skipped.csv says why each file was refused
+    refused = {Path(path).name for path in skipped_rows(results).path}
+    assert {"empty.jpg", "notes.png", "truncated.jpg", ".DS_Store"} <= refused, refused
 
 
 def test_an_empty_or_imageless_folder_stops_the_run_before_it_starts(tmp_path):
