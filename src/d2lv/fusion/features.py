@@ -18,7 +18,7 @@ from d2lv.fusion.params import VIEWS
 from d2lv.io.isc import KEYS
 
 RECALL_FEATURES = {"local": ["votes", "mean_distance"], "crop": ["votes", "mean_distance"], "global": ["similarity"]}
-VERIFY_FEATURES = ["n_matches", "n_inliers", "flipped", "score", "coverage"]
+VERIFY_FEATURES = ["n_matches", "n_inliers", "flipped", "score"]
 
 
 def pair_features(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFrame,

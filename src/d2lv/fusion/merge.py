@@ -28,7 +28,7 @@ from d2lv.errors import InputError
 from d2lv.fusion.params import MODES, VIEWS
 from d2lv.io import atomic
 
-MODEL_VERSION = 2
+MODEL_VERSION = 1
 
 
 def _column(pairs: pd.DataFrame, name: str, fill: float = 0.0) -> np.ndarray:
@@ -71,7 +71,6 @@ def design_matrix(pairs: pd.DataFrame) -> tuple[list[str], np.ndarray]:
         "log_matches_local": np.log1p(matches["local"]),
         "log_matches_crop": np.log1p(matches["local_crop"]),
         "inlier_fraction_best": best_inliers / np.maximum(best_matches, 1.0),
-        "coverage_best": np.maximum(_column(pairs, "verify_local_coverage"), _column(pairs, "verify_local_crop_coverage")),
         "log_votes_local": np.log1p(_column(pairs, "local_votes")),
         "log_votes_crop": np.log1p(_column(pairs, "crop_votes")),
         "proposed_local": _present(pairs, "local_votes"),

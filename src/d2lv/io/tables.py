@@ -77,7 +77,6 @@ SCORES = pa.schema(
         ("n_inliers", pa.int32()),
         ("flipped", pa.bool_()),
         ("score", pa.float32()),
-        ("coverage", pa.float32()),  # share of the reference's keypoint extent the inliers span
     ]
 )
 

@@ -29,7 +29,6 @@ class PairScore:
     n_matches: int
     n_inliers: int
     flipped: bool
-    coverage: float  # share of the reference's keypoint extent its inliers span (inlier_coverage)
 
 
 def two_nearest(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,29 +136,6 @@ class PairMatches:
     def n_inliers(self) -> int:
         return int(self.inliers.sum())
 
-    def coverage(self, reference: ImageFeatures) -> float:
-        """:func:`inlier_coverage` of the inliers on the reference."""
-        return inlier_coverage(self.reference_points[self.inliers], reference.keypoints[:, :2])
-
-
-#: Percentiles of the inliers' extent: a stray inlier or two do not widen it.
-COVERAGE_PERCENTILES = (10, 90)
-
-
-def inlier_coverage(inliers: np.ndarray, keypoints: np.ndarray) -> float:
-    """The area of the box that the middle 80% of ``inliers`` span (x and y apart), over the area of the
-    box of all ``keypoints``: both ``[n, 2]`` points of one image.
-
-    A copy's inliers spread over the part of the reference it copies; a near duplicate's few inliers
-    (a repeated texture, two photos of one kind of butterfly) cluster on a small patch of it. On the
-    1k bench, copies with 5-30 inliers span a median 0.22 of the reference, non-copies 0.06.
-    """
-    if len(inliers) < 3 or len(keypoints) < 2:
-        return 0.0
-    low, high = np.percentile(inliers, COVERAGE_PERCENTILES, axis=0)
-    extent = keypoints.max(axis=0) - keypoints.min(axis=0)
-    return float(np.prod(high - low) / max(float(np.prod(extent)), 1.0))
-
 
 def _match_orientation(query: ImageFeatures, descriptors: np.ndarray, reference: np.ndarray,
                        keypoints: np.ndarray, threshold: float,
@@ -213,7 +189,7 @@ def match_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyPar
 def verify_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams) -> PairScore:
     """Score one (query, reference) pair; the better of the plain and mirrored passes wins."""
     matches = match_pair(query, reference, params)
-    return PairScore(matches.n_matches, matches.n_inliers, matches.flipped, matches.coverage(reference))
+    return PairScore(matches.n_matches, matches.n_inliers, matches.flipped)
 
 
 def pair_score(score: PairScore, geometry: str) -> float:
@@ -238,7 +214,7 @@ def verify_pairs(pairs: pd.DataFrame, queries: FeatureStore, references: Feature
                            total=len(known), desc="verify", unit="pair", disable=not progress):
         score = verify_pair(query_features(q_id), reference_features(r_id), params)
         rows.append((q_id, r_id, branch, score.n_matches, score.n_inliers, score.flipped,
-                     pair_score(score, params.geometry), score.coverage))
+                     pair_score(score, params.geometry)))
     if not rows:
         return tables.empty_frame(tables.SCORES)
     return pd.DataFrame(rows, columns=tables.SCORES.names)
