@@ -62,6 +62,8 @@ if CALIBRATED:
         CALIBRATION_DIR, MERGE["calibration_queries"], QUERY_SHARD_SIZE
     )
     QUERY_SETS.append("calibration")
+    # Sets that make_calibration writes: their shards wait for it, even when empty.
+    CALIBRATION_SETS = ("calibration", "calibration_near")
     # ... and the pseudo-references only calibration queries are searched against (near-duplicate negatives)
     SET_FOLDERS["calibration_near"] = f"{CALIBRATION_DIR}/near"
     PLANS["calibration_near"] = d2lv_workflow.near_plan(
@@ -86,7 +88,7 @@ def shard_images(wildcards):
     """One shard's images that Snakemake can track as inputs (the others: `untracked_images`); a calibration
     shard also waits for the copies to be made (even if empty)."""
     images = d2lv_workflow.trackable(PLANS[wildcards.set][wildcards.shard])
-    made = wildcards.set in ("calibration", "calibration_near")
+    made = CALIBRATED and wildcards.set in CALIBRATION_SETS
     return [*images, f"{CALIBRATION_DIR}/ground_truth.csv"] if made else images
 
 

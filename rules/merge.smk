@@ -5,7 +5,7 @@ rule make_calibration:
         usable=USABLE_REFERENCES,
     output:
         images=(
-            [path for name in ("calibration", "calibration_near") for shard in PLANS[name].values() for path in shard]
+            [path for name in CALIBRATION_SETS for shard in PLANS[name].values() for path in shard]
             if CALIBRATED
             else []
         ),

@@ -58,10 +58,14 @@ def list_set(folder: str | os.PathLike, set_name: str, demo_dir: str | os.PathLi
     return _require_images(list_folder(folder), folder, set_name)
 
 
+def _plan(paths: Sequence[Path], shard_size: int) -> dict[str, list[str]]:
+    """Shard name -> ``paths`` of that shard, as strings (ready to be Snakemake inputs)."""
+    return {name: [str(p) for p in shard] for name, shard in plan_shards(paths, shard_size).items()}
+
+
 def shard_plan(listing: FolderListing, shard_size: int) -> dict[str, list[str]]:
-    """Shard name -> image paths of a listed set (as strings, ready to be Snakemake inputs)."""
-    plan = plan_shards(listing.images, shard_size)
-    return {name: [str(p) for p in paths] for name, paths in plan.items()}
+    """Shard name -> image paths of a listed set."""
+    return _plan(listing.images, shard_size)
 
 
 def fit_shards(plan: Mapping[str, Sequence[str]], min_images: int) -> list[str]:
@@ -111,14 +115,12 @@ def refused_files(listing: FolderListing) -> list[str]:
 
 def calibration_plan(folder: str | os.PathLike, n_queries: int, shard_size: int) -> dict[str, list[str]]:
     """Shards of the calibration set that :func:`d2lv.synth.calibration.make_calibration` will write in ``folder``."""
-    plan = plan_shards(calibration.planned_calibration_files(Path(folder), n_queries), shard_size)
-    return {name: [str(p) for p in paths] for name, paths in plan.items()}
+    return _plan(calibration.planned_calibration_files(Path(folder), n_queries), shard_size)
 
 
 def near_plan(folder: str | os.PathLike, n_queries: int, near_share: float, shard_size: int) -> dict[str, list[str]]:
     """Shards of the calibration pseudo-references that :func:`~d2lv.synth.calibration.make_calibration` writes."""
-    plan = plan_shards(calibration.planned_near_files(Path(folder), n_queries, near_share), shard_size)
-    return {name: [str(p) for p in paths] for name, paths in plan.items()}
+    return _plan(calibration.planned_near_files(Path(folder), n_queries, near_share), shard_size)
 
 
 def _demo_file(config: dict, filename: str) -> str | None:

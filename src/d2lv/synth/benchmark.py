@@ -29,7 +29,7 @@ from d2lv.io.images import find_images
 from d2lv.synth.common import balanced, check_counts, load_rgb, reference_id, rng_stream, write_set
 from d2lv.synth.edits import Edited
 from d2lv.synth.families import FAMILIES, apply_family
-from d2lv.synth.photos import Source, Tile, load_source, without_training_photos
+from d2lv.synth.photos import Source, load_source, split_in_two, without_training_photos
 
 #: UKBench-style file names: ``ukbench00000``-``ukbench00003`` are four photos of one object.
 SAME_OBJECT_PATTERN = re.compile(r"ukbench(\d{5})", re.IGNORECASE)
@@ -284,8 +284,7 @@ def _hard_negative_pairs(
     paired = rng.choice(candidates, size=n, replace=False)
     for g in paired:
         if len(units[g]) == 1:
-            a = int(rng.integers(2))
-            pairs.append((Tile(units[g][0], a), Tile(units[g][0], 1 - a)))
+            pairs.append(split_in_two(units[g][0], rng))
         else:
             a, b = rng.choice(len(units[g]), size=2, replace=False)
             pairs.append((units[g][a], units[g][b]))

@@ -33,7 +33,7 @@ from d2lv.synth.common import (
     write_set,
 )
 from d2lv.synth.families import FAMILIES
-from d2lv.synth.photos import Tile, load_source
+from d2lv.synth.photos import Source, Tile, load_source, split_in_two
 
 #: The pseudo-references of a calibration set: the other halves of half-copied references.
 NEAR_DIR = "near"
@@ -88,8 +88,8 @@ def make_calibration(
     other half). The layout is a benchmark's with no ``references/`` images, plus ``near/``.
 
     Raises:
-        ValueError: fewer than two references, ``n_queries < 1``, or a reference id that a
-            pseudo-reference would take.
+        d2lv.errors.InputError: fewer than two references, ``n_queries < 1``, or a reference id
+            that a pseudo-reference would take.
     """
     plan = plan_calibration(references, n_queries, families, seed, near_share)
     render = functools.partial(render_bench_query, max_side=max_side)
@@ -114,7 +114,7 @@ def overlapping_pairs(plan: CalibrationPlan) -> list[tuple[str, str]]:
     return pairs
 
 
-def _other_half(source: Path | Tile, tile: Tile) -> bool:
+def _other_half(source: Source, tile: Tile) -> bool:
     return isinstance(source, Tile) and source.path == tile.path and source.part != tile.part
 
 
@@ -139,10 +139,9 @@ def plan_calibration(
     halved = set(rng.permutation(n_queries)[: _near_count(n_queries, near_share)].tolist())
     for i, (s, family) in enumerate(zip(sources, balanced(chosen, n_queries, rng))):
         background = paths[(s + 1 + int(rng.integers(len(paths) - 1))) % len(paths)]
-        source: Path | Tile = paths[s]
+        source: Source = paths[s]
         if i in halved:
-            part = int(rng.integers(2))
-            source, near[near_id(len(near))] = Tile(paths[s], part), Tile(paths[s], 1 - part)
+            source, near[near_id(len(near))] = split_in_two(paths[s], rng)
         queries.append(BenchQuery(source, "copy", family, reference_id=image_id(paths[s]), background=background))
     _check_near_ids(paths, near)
     return CalibrationPlan(queries, near)

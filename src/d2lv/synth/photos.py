@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from d2lv.errors import InputError
@@ -74,8 +75,14 @@ def tile_box(width: int, height: int, part: int) -> tuple[int, int, int, int]:
     return (start, 0, stop, height) if horizontal else (0, start, width, stop)
 
 
+def split_in_two(path: Path, rng: np.random.Generator) -> tuple[Tile, Tile]:
+    """The two tiles of the photo at ``path``, in random order."""
+    first = int(rng.integers(2))
+    return Tile(path, first), Tile(path, 1 - first)
+
+
 def load_source(source: Source, max_side: int | None = None) -> Image.Image:
-    """The RGB image of ``source``: the photo (long side capped at ``max_side``), or its tile of it."""
+    """The RGB image of ``source``: the photo (long side capped at ``max_side``), or a tile of it."""
     if isinstance(source, Tile):
         photo = load_photo(source.path, max_side)
         return photo.crop(tile_box(*photo.size, source.part))
