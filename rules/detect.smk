@@ -2,10 +2,12 @@ DETECTOR = detector_weights(DETECT["weights"], DETECT["train"], f"{WORK}/detect/
 
 
 rule train_detector:
-    """A YOLOv5u copy-region detector trained on pastes, screenshots and memes made from the references."""
+    """A YOLOv5u copy-region detector trained on pastes, screenshots and memes made from the references (by
+    default going on from the shipped detector's weights, detect.train_from)."""
     input:
         manifests=fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
         usable=USABLE_REFERENCES,
+        initial=[str(w) for w in [TrainingParams.from_config(config).initial_weights()] if w],
     output:
         f"{WORK}/detect/detector.pt",
     log:

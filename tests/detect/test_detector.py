@@ -227,3 +227,16 @@ def test_shipped_detector_finds_copies_of_photos_it_never_saw(pasted_copies, off
     found = boxes.set_index("query_id").loc[frame.id]
     iou = box_iou(truth, found[["x0", "y0", "x1", "y1"]].astype(float).fillna(0).to_numpy())
     assert (found.cropped.to_numpy() & (iou >= 0.5)).sum() >= len(frame) - 1, dict(zip(frame.id, iou.round(2)))
+
+
+def test_training_goes_on_from_the_shipped_detector_by_default(weights):
+    """detect.train_from: shipped. One epoch moves the weights little: they stay next to the shipped ones,
+    where a network trained from scratch would share nothing with them."""
+    import torch
+
+    def first_conv(path: Path) -> torch.Tensor:
+        model = torch.load(path, map_location="cpu", weights_only=False)["model"]
+        return next(p for name, p in model.named_parameters() if name.endswith("conv.weight")).float().ravel()
+
+    shipped, trained = first_conv(SHIPPED_WEIGHTS), first_conv(weights)
+    assert torch.nn.functional.cosine_similarity(shipped, trained, dim=0) > 0.9

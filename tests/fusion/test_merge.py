@@ -116,6 +116,14 @@ def test_sum_mode_adds_every_view_and_breaks_ties_by_global_similarity():
     assert merge.sum_score(pairs).tolist() == pytest.approx([15.0, 7.0 + 0.4995, 15.0 + 0.24975])
 
 
+def test_the_best_views_inliers_enter_as_octave_indicators_too():
+    pairs = pd.DataFrame({"verify_local_n_inliers": [3.0, 40.0, np.nan],
+                          "verify_local_crop_n_inliers": [9.0, 0.0, 70.0]})
+    names, x = merge.design_matrix(pairs)
+    octaves = x[:, [names.index(f"inliers_best_ge_{k}") for k in merge.INLIER_OCTAVES]]
+    assert octaves.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
+
+
 def test_fitted_model_ranks_copies_first_and_scores_are_probabilities(calibrated_run):
     model = json.loads((calibrated_run / "model.json").read_text())
     assert model["n_positive"] >= 25 and model["n_negative"] > model["n_positive"]

@@ -42,17 +42,25 @@ class TestVerify:
         np.testing.assert_allclose(d2, order[:, 1], atol=1e-5)
         np.testing.assert_allclose(exact[np.arange(len(q)), nearest], order[:, 0], atol=1e-5)
 
-    def test_mirrored_pass_runs_only_when_its_probe_finds_matches(self, reference_store, query_store):
-        params = VerifyParams()
-        reference = sift.dequantize(reference_store.get("coffee").descriptors)
+    def test_probe_gives_the_full_match_of_a_copy_and_stops_a_non_copy_early(self, reference_store, query_store):
+        full, probed = VerifyParams(probe_stride=1), VerifyParams()
 
-        def probe(query_id: str) -> bool:
+        def matches(query_id: str, reference_id: str, params: VerifyParams) -> tuple[list[int], list[int]]:
             query = sift.dequantize(query_store.get(query_id).descriptors)
-            return verify.mirror_can_win(query[:, sift.MIRROR_PERMUTATION], reference, params)
+            reference = sift.dequantize(reference_store.get(reference_id).descriptors)
+            return tuple(indices.tolist() for indices in verify.probed_ratio_matches(query, reference, params))
 
-        assert probe("q_coffee_mirrored")
-        assert not probe("q_astronaut")
-        assert verify.mirror_can_win(reference[:10], reference, VerifyParams(mirror_probe=0))
+        assert matches("q_astronaut", "astronaut", probed) == matches("q_astronaut", "astronaut", full)
+        assert len(matches("q_astronaut", "astronaut", full)[0]) >= 40
+        stopped = matches("q_motorcycle", "chelsea", probed)
+        assert len(stopped[0]) < probed.probe_matches
+        assert all(i % probed.probe_stride == 0 for i in stopped[0]), "a stopped pass keeps only the probe's matches"
+
+    def test_mirrored_copy_found_with_or_without_the_probe(self, reference_store, query_store):
+        query, reference = query_store.get("q_coffee_mirrored"), reference_store.get("coffee")
+        full = verify.verify_pair(query, reference, VerifyParams(probe_stride=1))
+        probed = verify.verify_pair(query, reference, VerifyParams())
+        assert probed == full and probed.flipped
 
     def test_duplicate_positions_count_once(self):
         points = np.array([[10, 10, 1, 0], [10.2, 9.9, 1, 90], [50, 50, 1, 0]], np.float32)

@@ -27,8 +27,9 @@ def _train_detector(args: argparse.Namespace) -> None:
                                                 progress=not args.quiet)
     weights = train.train_detector(data, args.out, training.train_epochs, network.image_size,
                                    training.train_batch_size, network.device, args.workers, args.seed, work_dir,
-                                   progress=not args.quiet)
-    print(f"detector weights {weights}: {training.train_epochs} epochs on {training.train_images} images "
+                                   progress=not args.quiet, initial_weights=training.initial_weights())
+    start = training.initial_weights() or "scratch"
+    print(f"detector weights {weights}: {training.train_epochs} epochs from {start} on {training.train_images} images "
           f"synthesised from {len(references)} references", file=sys.stderr)
 
 
@@ -48,9 +49,9 @@ def _detect(args: argparse.Namespace) -> None:
 
 def register(sub: Subparsers) -> None:
     p = add_command(sub, "train-detector", _train_detector,
-                    "train the copy-region detector (YOLOv5u, from scratch, offline) on images synthesised from "
-                    "the references: photos pasted onto others, into screenshots, under meme captions or inside "
-                    "borders")
+                    "train the copy-region detector (YOLOv5u, offline; by default going on from the shipped one) on "
+                    "images synthesised from the references: photos pasted onto others, into screenshots, under meme "
+                    "captions or inside borders")
     p.add_argument("manifests", nargs="+", metavar="MANIFEST", help="reference manifests .parquet")
     p.add_argument("-o", "--out", required=True, help="weights .pt (use it as detect.weights)")
     p.add_argument("--work-dir", required=True, help="folder for the synthesised training set (training-set/), "

@@ -48,6 +48,14 @@ class TrainingParams(Options):
     train_images: int = option(2000, "training images to synthesise (10%% for validation)", flags=("--images",))
     train_epochs: int = option(20, "training epochs", flags=("--epochs",))
     train_batch_size: int = option(16, "images per training batch", flags=("--batch",))
+    train_from: str = option("shipped", "weights to go on training: shipped (the shipped detector's), scratch (none), "
+                             "or a detector .pt", flags=("--initial-weights",))
+
+    def initial_weights(self) -> Path | None:
+        """The weights training starts from (None: from scratch)."""
+        if self.train_from == "scratch":
+            return None
+        return SHIPPED_WEIGHTS if self.train_from == "shipped" else Path(self.train_from)
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,10 @@ def train_detector(
     work_dir: str | os.PathLike,
     progress: bool = True,
     config_dir: str | os.PathLike | None = None,
+    initial_weights: str | os.PathLike | None = None,
 ) -> Path:
-    """Train YOLOv5u (nano) from scratch on ``data_yaml``; copy its best weights to ``out_weights``.
+    """Train YOLOv5u (nano) on ``data_yaml``, from scratch or from ``initial_weights`` (a detector
+    .pt to go on training); copy its best weights to ``out_weights``.
 
     The run lives in ``work_dir/runs/detector`` (replaced); Ultralytics' settings in
     ``config_dir`` (default ``work_dir/ultralytics-config``). Mixed precision stays off:
@@ -46,11 +48,13 @@ def train_detector(
     ultralytics = offline_ultralytics(config_dir or work_dir / "ultralytics-config", quiet=not progress)
     run_dir = work_dir / RUN_PROJECT / RUN_NAME
     shutil.rmtree(run_dir, ignore_errors=True)
-    model = ultralytics.YOLO(MODEL_CONFIG, task="detect")
+    if initial_weights is not None and not Path(initial_weights).is_file():
+        raise FileNotFoundError(f"initial detector weights not found: {initial_weights}")
+    model = ultralytics.YOLO(str(initial_weights or MODEL_CONFIG), task="detect")
     model.train(
         data=str(Path(data_yaml).resolve()), epochs=epochs, imgsz=image_size, batch=batch,
         device=ultralytics_device(device), workers=workers, seed=seed, deterministic=True,
-        project=str(work_dir / RUN_PROJECT), name=RUN_NAME, exist_ok=True, pretrained=False,
+        project=str(work_dir / RUN_PROJECT), name=RUN_NAME, exist_ok=True, pretrained=initial_weights is not None,
         amp=False, plots=False, val=True, verbose=progress, mosaic=0.0,
     )
     weights = run_dir / "weights"

@@ -28,7 +28,12 @@ from d2lv.errors import InputError
 from d2lv.fusion.params import MODES, VIEWS
 from d2lv.io import atomic
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
+#: The best view's inlier count also enters as indicators of reaching each octave: a linear model of log
+#: counts alone cannot say that many inliers make a copy almost whatever the global similarity says (on
+#: the 1k bench, pastes with 20-50 inliers but no global candidate scored below repeated-texture
+#: near duplicates with 10-17).
+INLIER_OCTAVES = (4, 8, 16, 32, 64)
 
 
 def _column(pairs: pd.DataFrame, name: str, fill: float = 0.0) -> np.ndarray:
@@ -57,8 +62,9 @@ def sum_score(pairs: pd.DataFrame) -> np.ndarray:
 def design_matrix(pairs: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     """Feature names and the ``(n_pairs, n_features)`` matrix the calibrated merge uses.
 
-    Counts enter as ``log1p`` (evidence grows slower than counts); a branch that did
-    not propose the pair contributes zeros plus a 0/1 "proposed" indicator.
+    Counts enter as ``log1p`` (evidence grows slower than counts), the best view's inliers also as
+    :data:`INLIER_OCTAVES` indicators; a branch that did not propose the pair contributes zeros plus a
+    0/1 "proposed" indicator.
     """
     inliers = {v: _column(pairs, f"verify_{v}_n_inliers") for v in VIEWS}
     matches = {v: _column(pairs, f"verify_{v}_n_matches") for v in VIEWS}
@@ -78,6 +84,7 @@ def design_matrix(pairs: pd.DataFrame) -> tuple[list[str], np.ndarray]:
         "proposed_global": _present(pairs, "global_similarity"),
         "global_similarity": _column(pairs, "global_similarity"),
         "has_crop": _column(pairs, "has_crop"),
+        **{f"inliers_best_ge_{k}": (best_inliers >= k).astype(np.float64) for k in INLIER_OCTAVES},
     }
     return list(features), np.column_stack(list(features.values())) if len(pairs) else np.zeros((0, len(features)))
 

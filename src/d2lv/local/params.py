@@ -91,9 +91,9 @@ class VerifyParams(Options):
     ratio: float = option(0.745, "Lowe ratio: keep a match if d1 < ratio * d2 (the original's 1.8 d1^2 < d2^2)")
     mirrored: bool = option(True, "also match the left-right mirrored reference and keep the better pass",
                             flags=("--mirror",))
-    mirror_probe: int = option(150, "run the mirrored pass only if the query's strongest N keypoints, mirrored, "
-                              "... (0: always run it)")
-    mirror_probe_matches: int = option(3, "... find at least this many ratio-test matches")
+    probe_stride: int = option(4, "match every Nth query keypoint first, and the rest only if that probe finds "
+                               "... (1: match all at once)")
+    probe_matches: int = option(2, "... at least this many ratio-test matches, in each pass")
     geometry: str = option("homography", "transform fitted with MAGSAC++; none counts every ratio-test match",
                            choices=GEOMETRIES)
     ransac_threshold: float = option(4.0, "inlier threshold in pixels at the SIFT extraction scale")

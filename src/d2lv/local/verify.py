@@ -8,6 +8,7 @@ that merely look alike, which is what separates copies from near duplicates.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -56,9 +57,7 @@ def ratio_matches(query: np.ndarray, reference: np.ndarray, ratio: float) -> tup
     """
     if len(query) == 0 or len(reference) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    q = dequantize(query) if query.dtype == np.uint8 else query
-    r = dequantize(reference) if reference.dtype == np.uint8 else reference
-    nearest, d1, d2 = two_nearest(q, r)
+    nearest, d1, d2 = two_nearest(as_float(query), as_float(reference))
     ok = np.maximum(d1, 0.0) < (ratio * ratio) * d2
     return np.flatnonzero(ok), nearest[ok]
 
@@ -137,6 +136,31 @@ class PairMatches:
         return int(self.inliers.sum())
 
 
+def probed_ratio_matches(query: np.ndarray, reference: np.ndarray, params: VerifyParams) -> tuple[np.ndarray,
+                                                                                                   np.ndarray]:
+    """:func:`ratio_matches`, the query's rows sorted, but the full match only where a probe promises it.
+
+    The probe is every ``verify.probe_stride``-th query keypoint, an unbiased sample of the image (the
+    strongest keypoints are not: on a meme or a screenshot they lie on the caption or the frame). When it
+    finds fewer than ``verify.probe_matches`` matches the pair is no copy in this orientation, and its
+    matches are the probe's; otherwise the other rows are matched too, which gives exactly the full match.
+    Most candidate pairs are not copies, so most pairs cost a quarter of a full match per pass.
+    """
+    stride = params.probe_stride
+    if stride <= 1 or len(query) <= stride:
+        return ratio_matches(query, reference, params.ratio)
+    probe = np.zeros(len(query), bool)
+    probe[::stride] = True
+    rows = [np.flatnonzero(probe), np.flatnonzero(~probe)]
+    q_idx, r_idx = ratio_matches(query[rows[0]], reference, params.ratio)
+    if len(q_idx) < params.probe_matches:
+        return rows[0][q_idx], r_idx
+    rest_q, rest_r = ratio_matches(query[rows[1]], reference, params.ratio)
+    q_idx, r_idx = np.concatenate([rows[0][q_idx], rows[1][rest_q]]), np.concatenate([r_idx, rest_r])
+    order = np.argsort(q_idx, kind="stable")
+    return q_idx[order], r_idx[order]
+
+
 def _match_orientation(query: ImageFeatures, descriptors: np.ndarray, reference: np.ndarray,
                        keypoints: np.ndarray, threshold: float,
                        params: VerifyParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,23 +168,10 @@ def _match_orientation(query: ImageFeatures, descriptors: np.ndarray, reference:
 
     ``descriptors`` are the query's (float32, possibly mirrored), ``reference`` the reference's.
     """
-    q_idx, r_idx = ratio_matches(descriptors, reference, params.ratio)
+    q_idx, r_idx = probed_ratio_matches(descriptors, reference, params)
     q_idx, r_idx = unique_positions(q_idx, r_idx, query.keypoints, keypoints)
     mask = inlier_mask(query.keypoints[q_idx, :2], keypoints[r_idx, :2], params.geometry, threshold)
     return q_idx, r_idx, mask
-
-
-def mirror_can_win(mirrored: np.ndarray, reference: np.ndarray, params: VerifyParams) -> bool:
-    """Whether the mirrored pass is worth running: its probe, the query's strongest keypoints
-    (``verify.mirror_probe`` of them; descriptors are stored strongest first), finds enough matches.
-
-    A mirrored copy matches on its strongest keypoints as well as on the rest; a pair that is not a
-    mirrored copy finds almost nothing there, and the full mirrored pass is skipped.
-    """
-    if params.mirror_probe == 0 or len(mirrored) <= params.mirror_probe:
-        return True
-    probe, _ = ratio_matches(mirrored[:params.mirror_probe], reference, params.ratio)
-    return len(probe) >= params.mirror_probe_matches
 
 
 def match_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams) -> PairMatches:
@@ -169,21 +180,31 @@ def match_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyPar
 
     The mirrored pass matches the query's mirrored descriptors against the reference's: mirroring is a
     permutation of the descriptor's components, so the distances equal those to the mirrored reference,
-    whose mirrored keypoints the geometry is fitted to.
+    whose mirrored keypoints the geometry is fitted to. Descriptors may be uint8 (as stored) or already
+    dequantised float32 (as :func:`verify_pairs` caches a query's).
     """
     threshold = params.ransac_threshold / extraction_scale(reference.width, reference.height, params.short_side,
                                                            params.max_upscale)
-    q, r = dequantize(query.descriptors), dequantize(reference.descriptors)
+    q, r = as_float(query.descriptors), as_float(reference.descriptors)
     q_idx, r_idx, mask = _match_orientation(query, q, r, reference.keypoints, threshold, params)
     flipped = False
-    mirrored = q[:, MIRROR_PERMUTATION] if params.mirrored else None
-    if mirrored is not None and mirror_can_win(mirrored, r, params):
+    if params.mirrored:
         keypoints = mirror_keypoints(reference.keypoints, reference.width)
-        m_q, m_r, m_mask = _match_orientation(query, mirrored, r, keypoints, threshold, params)
+        m_q, m_r, m_mask = _match_orientation(query, q[:, MIRROR_PERMUTATION], r, keypoints, threshold, params)
         if (int(m_mask.sum()), len(m_mask)) > (int(mask.sum()), len(mask)):
             q_idx, r_idx, mask, flipped = m_q, m_r, m_mask, True
     # mirror_keypoints() keeps the keypoint order, so the indices address the unmirrored reference as well.
     return PairMatches(query.keypoints[q_idx, :2], reference.keypoints[r_idx, :2], mask, flipped)
+
+
+def dequantised(features: ImageFeatures) -> ImageFeatures:
+    """The features with float32 descriptors."""
+    return dataclasses.replace(features, descriptors=as_float(features.descriptors))
+
+
+def as_float(descriptors: np.ndarray) -> np.ndarray:
+    """Stored uint8 RootSIFT dequantised; float32 descriptors as they are."""
+    return dequantize(descriptors) if descriptors.dtype == np.uint8 else descriptors
 
 
 def verify_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams) -> PairScore:
@@ -207,7 +228,8 @@ def verify_pairs(pairs: pd.DataFrame, queries: FeatureStore, references: Feature
     """Verify every pair whose query and reference are in the stores, query by query."""
     known = pairs[pairs.query_id.isin(queries.ids) & pairs.reference_id.isin(references.ids)]
     known = known.sort_values(["query_id", "reference_id"], kind="stable")
-    query_features = functools.lru_cache(maxsize=1)(queries.get)
+    # a query is verified against all its candidates in turn: dequantise its descriptors once
+    query_features = functools.lru_cache(maxsize=1)(lambda image_id: dequantised(queries.get(image_id)))
     reference_features = functools.lru_cache(maxsize=REFERENCE_CACHE)(references.get)
     rows = []
     for q_id, r_id in tqdm(known[["query_id", "reference_id"]].itertuples(index=False),
