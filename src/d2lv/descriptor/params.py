@@ -67,7 +67,7 @@ class SearchParams(Options):
     """Global candidates."""
 
     section: ClassVar[str] = "global"
-    topk: int = option(10, "references kept per query")
+    topk: int = option(5, "references kept per query")
 
 
 @dataclass(frozen=True)
