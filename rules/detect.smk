@@ -1,4 +1,6 @@
 DETECTOR = detector_weights(DETECT["weights"], DETECT["train"], f"{WORK}/detect/detector.pt")
+# what a per-run training goes on from (detect.train_from; None: from scratch)
+DETECTOR_START = TrainingParams.from_config(config).initial_weights()
 
 
 rule train_detector:
@@ -7,7 +9,7 @@ rule train_detector:
     input:
         manifests=fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
         usable=USABLE_REFERENCES,
-        initial=[str(w) for w in [TrainingParams.from_config(config).initial_weights()] if w],
+        initial=[str(DETECTOR_START)] if DETECTOR_START else [],
     output:
         f"{WORK}/detect/detector.pt",
     log:

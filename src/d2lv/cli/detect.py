@@ -25,11 +25,12 @@ def _train_detector(args: argparse.Namespace) -> None:
     data = detector_set.synthesise_training_set(list(references.path), work_dir / "training-set",
                                                 training.train_images, args.seed, network.image_size,
                                                 progress=not args.quiet)
+    initial = training.initial_weights()
     weights = train.train_detector(data, args.out, training.train_epochs, network.image_size,
                                    training.train_batch_size, network.device, args.workers, args.seed, work_dir,
-                                   progress=not args.quiet, initial_weights=training.initial_weights())
-    start = training.initial_weights() or "scratch"
-    print(f"detector weights {weights}: {training.train_epochs} epochs from {start} on {training.train_images} images "
+                                   progress=not args.quiet, initial_weights=initial)
+    print(f"detector weights {weights}: {training.train_epochs} epochs from {initial or 'scratch'} on "
+          f"{training.train_images} images "
           f"synthesised from {len(references)} references", file=sys.stderr)
 
 

@@ -149,14 +149,13 @@ def probed_ratio_matches(query: np.ndarray, reference: np.ndarray, params: Verif
     stride = params.probe_stride
     if stride <= 1 or len(query) <= stride:
         return ratio_matches(query, reference, params.ratio)
-    probe = np.zeros(len(query), bool)
-    probe[::stride] = True
-    rows = [np.flatnonzero(probe), np.flatnonzero(~probe)]
-    q_idx, r_idx = ratio_matches(query[rows[0]], reference, params.ratio)
+    probe_rows = np.arange(0, len(query), stride)
+    rest_rows = np.setdiff1d(np.arange(len(query)), probe_rows, assume_unique=True)
+    q_idx, r_idx = ratio_matches(query[probe_rows], reference, params.ratio)
     if len(q_idx) < params.probe_matches:
-        return rows[0][q_idx], r_idx
-    rest_q, rest_r = ratio_matches(query[rows[1]], reference, params.ratio)
-    q_idx, r_idx = np.concatenate([rows[0][q_idx], rows[1][rest_q]]), np.concatenate([r_idx, rest_r])
+        return probe_rows[q_idx], r_idx
+    rest_q, rest_r = ratio_matches(query[rest_rows], reference, params.ratio)
+    q_idx, r_idx = np.concatenate([probe_rows[q_idx], rest_rows[rest_q]]), np.concatenate([r_idx, rest_r])
     order = np.argsort(q_idx, kind="stable")
     return q_idx[order], r_idx[order]
 
