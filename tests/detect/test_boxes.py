@@ -1,11 +1,17 @@
-"""The box rule: which detected box of a query is worth cropping."""
+"""The box rule: which detected boxes of a query are worth cropping."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from d2lv.detect.boxes import choose_box
+from d2lv.detect.boxes import choose_boxes
+
+
+def choose_box(*args, **kwargs):
+    """The first box choose_boxes keeps (the original method's one crop), or None."""
+    chosen = choose_boxes(*args, **kwargs)
+    return chosen[0] if chosen else None
 
 
 def test_choose_box_takes_the_most_confident_acceptable_box():
@@ -45,3 +51,15 @@ def test_choose_box_rules_are_parameters():
     assert choose_box(box[:1], np.array([0.9]), 100, 100, 0.25, max_area=0.9) is not None
     assert choose_box(box[1:], np.array([0.9]), 100, 100, 0.25, max_aspect=5) is not None
     assert choose_box(np.zeros((0, 4)), np.zeros(0), 100, 100, 0.25) is None
+
+
+def test_a_second_crop_is_a_confident_box_beside_the_first():
+    boxes = np.array([[0, 0, 50, 100], [50, 0, 100, 100], [5, 5, 55, 100], [60, 10, 90, 90]], dtype=float)
+    scores = np.array([0.8, 0.6, 0.7, 0.5])  # the third overlaps the first, the fourth the second
+    chosen = choose_boxes(boxes, scores, 100, 100, 0.25, max_crops=2, max_overlap=0.3)
+    assert [box for box, _ in chosen] == [(0, 0, 50, 100), (50, 0, 100, 100)]
+    assert [box for box, _ in choose_boxes(boxes, scores, 100, 100, 0.25, max_crops=3)] == [
+        (0, 0, 50, 100), (50, 0, 100, 100)]  # nothing else is apart from both
+    assert len(choose_boxes(boxes, scores, 100, 100, 0.25, max_crops=1)) == 1
+    assert len(choose_boxes(boxes, scores, 100, 100, 0.65, max_crops=2)) == 1  # the second is not confident enough
+    assert len(choose_boxes(boxes, scores, 100, 100, 0.25, max_crops=4, max_overlap=1.0)) == 4

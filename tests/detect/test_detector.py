@@ -16,10 +16,10 @@ from PIL import Image
 from d2lv import cli
 from d2lv.detect import runtime
 from d2lv.detect.boxes import detect
-from d2lv.detect.params import SHIPPED_WEIGHTS
-from d2lv.evaluation.metrics import box_iou
+from d2lv.detect.params import SHIPPED_WEIGHTS, BoxParams
+from d2lv.detect.views import crop_id
 from d2lv.io import manifest, tables
-from d2lv.io.images import ImageError, load_image
+from d2lv.io.images import ImageError, box_iou, load_image
 from d2lv.synth.detector_set import paste_on_canvas
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina")
@@ -136,8 +136,10 @@ def queries(coffee, chelsea, astronaut, tmp_path_factory) -> list[Path]:
 def detected(weights, queries, offline, config_dir, tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     crops_dir = tmp_path_factory.mktemp("crops")
     (crops_dir / "broken.png").write_bytes(b"a stale crop")  # from an earlier run: must go
+    (crops_dir / "broken").mkdir()
+    (crops_dir / "broken" / "2.png").write_bytes(b"a stale second crop")
     frame = pd.DataFrame({"id": [p.stem for p in queries], "path": [str(p) for p in queries]})
-    boxes, crops = detect(frame, weights, crops_dir, min_confidence=0.0, image_size=SIZE, device="cpu",
+    boxes, crops = detect(frame, weights, crops_dir, BoxParams(confidence=0.0), image_size=SIZE, device="cpu",
                           progress=False, config_dir=config_dir)
     return boxes, crops, crops_dir
 
@@ -148,31 +150,37 @@ def test_detect_tables_follow_their_schemas(detected, tmp_path):
         tables.write_table(frame, tmp_path / "t.parquet", schema)
         back = tables.read_tables([tmp_path / "t.parquet"], schema)
         assert list(back.columns) == schema.names and len(back) == len(frame)
-    assert list(boxes.query_id) == ["pasted", "full", "rotated", "broken"]
-    assert set(crops.id) == set(boxes.query_id[boxes.cropped]) and (crops.status == "ok").all()
+    assert list(boxes.query_id.unique()) == ["pasted", "full", "rotated", "broken"]
+    assert sorted(crops.id) == sorted(_crop_ids(boxes)) and (crops.status == "ok").all()
+
+
+def _crop_ids(boxes: pd.DataFrame) -> list[str]:
+    cropped = boxes[boxes.cropped]
+    return [crop_id(query_id, int(rank)) for query_id, rank in zip(cropped.query_id, cropped["rank"])]
 
 
 def test_detect_records_an_unreadable_image_as_no_box(detected):
     boxes, _, crops_dir = detected
     broken = boxes.set_index("query_id").loc["broken"]
     assert not broken.cropped and pd.isna(broken.x0) and pd.isna(broken.confidence)
-    assert not (crops_dir / "broken.png").exists()
+    assert not (crops_dir / "broken.png").exists() and not (crops_dir / "broken" / "2.png").exists()
 
 
 def test_detect_crops_are_lossless_boxes_of_the_upright_image(detected, queries):
     boxes, crops, crops_dir = detected
     assert boxes.cropped.any()
     paths = {p.stem: p for p in queries}
+    assert boxes.groupby("query_id")["rank"].count().max() == BoxParams.max_crops  # at confidence 0
     for row in boxes.itertuples():
-        crop = crops_dir / f"{row.query_id}.png"
-        assert crop.exists() == row.cropped
         if not row.cropped:
+            assert not (crops_dir / f"{row.query_id}.png").exists()
             continue
+        crop = crops_dir / f"{crop_id(row.query_id, row.rank)}.png"
         pixels = load_image(paths[row.query_id])  # the rotated query is 300 wide, 451 high once upright
         assert 0 <= row.x0 < row.x1 <= pixels.shape[1] and 0 <= row.y0 < row.y1 <= pixels.shape[0]
         assert 0 <= row.confidence <= 1
         np.testing.assert_array_equal(load_image(crop), pixels[row.y0:row.y1, row.x0:row.x1])
-        entry = crops.set_index("id").loc[row.query_id]
+        entry = crops.set_index("id").loc[crop_id(row.query_id, row.rank)]
         assert (entry.width, entry.height) == (row.x1 - row.x0, row.y1 - row.y0)
         assert entry.path == str(crop) and entry.bytes == crop.stat().st_size
 
@@ -186,8 +194,8 @@ def test_detect_cli_writes_both_tables(weights, queries, config_dir, tmp_path):
     assert status == 0
     boxes = tables.read_tables([tmp_path / "boxes.parquet"], tables.BOXES)
     crops = tables.read_tables([tmp_path / "crops.parquet"], tables.MANIFEST)
-    assert list(boxes.query_id) == ["pasted", "full", "rotated"]  # the broken file is not in the usable manifest
-    assert sorted(crops.id) == sorted(boxes.query_id[boxes.cropped])
+    assert list(boxes.query_id.unique()) == ["pasted", "full", "rotated"]  # the broken file is not usable
+    assert sorted(crops.id) == sorted(_crop_ids(boxes))
 
 
 def test_detect_cli_names_the_config_key_when_weights_are_missing(queries, tmp_path, capsys):
@@ -224,9 +232,22 @@ def test_shipped_detector_finds_copies_of_photos_it_never_saw(pasted_copies, off
     assert SHIPPED_WEIGHTS.is_file() and SHIPPED_WEIGHTS.stat().st_size < 10_000_000
     frame, truth = pasted_copies
     boxes, _ = detect(frame, SHIPPED_WEIGHTS, tmp_path / "crops", device="cpu", progress=False, config_dir=config_dir)
-    found = boxes.set_index("query_id").loc[frame.id]
+    found = boxes.drop_duplicates("query_id").set_index("query_id").loc[frame.id]  # each query's first box
     iou = box_iou(truth, found[["x0", "y0", "x1", "y1"]].astype(float).fillna(0).to_numpy())
     assert (found.cropped.to_numpy() & (iou >= 0.5)).sum() >= len(frame) - 1, dict(zip(frame.id, iou.round(2)))
+
+
+def test_a_querys_boxes_do_not_depend_on_the_other_images_of_its_batch(pasted_copies, offline, config_dir,
+                                                                       tmp_path):
+    """Alone, the same-shaped pasted copies would be letterboxed to their own rectangle; beside an image
+    of another shape, to the square. Every batch is letterboxed to the square."""
+    frame, _ = pasted_copies
+    odd = tmp_path / "odd.jpg"
+    Image.fromarray(skimage.data.astronaut()[:300]).save(odd)
+    mixed = pd.concat([frame, pd.DataFrame({"id": ["odd"], "path": [str(odd)]})], ignore_index=True)
+    alone, _ = detect(frame, SHIPPED_WEIGHTS, tmp_path / "a", device="cpu", progress=False, config_dir=config_dir)
+    beside, _ = detect(mixed, SHIPPED_WEIGHTS, tmp_path / "b", device="cpu", progress=False, config_dir=config_dir)
+    pd.testing.assert_frame_equal(alone, beside[beside.query_id != "odd"].reset_index(drop=True))
 
 
 def test_training_goes_on_from_the_shipped_detector_by_default(weights):

@@ -15,7 +15,6 @@ import pytest
 from d2lv.errors import D2lvError
 from d2lv.evaluation.metrics import (
     Metrics,
-    box_iou,
     detector_recall,
     evaluate,
     family_recall,
@@ -366,22 +365,20 @@ def test_family_recall_counts_only_copy_queries_of_each_family():
     assert recall["crop"] == 0.5 and recall["text"] == 1.0
 
 
-def test_box_iou_of_equal_disjoint_and_half_overlapping_boxes():
-    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
-    b = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [5, 0, 15, 10]], float)
-    np.testing.assert_allclose(box_iou(a, b), [1.0, 0.0, 50 / 150])
-
-
 def test_detector_recall_counts_found_boxes_and_mistaken_crops():
     categories = pd.DataFrame({
-        "query_id": ["p1", "p2", "f1", "f2"], "recipe": ["paste", "paste", "mild", "mild"],
-        "box_x0": ["0", "0", "", ""], "box_y0": ["0", "0", "", ""],
-        "box_x1": ["100", "100", "", ""], "box_y1": ["100", "100", "", ""]})
-    boxes = pd.DataFrame({"query_id": ["p1", "p2", "f1", "f2"], "cropped": [True, True, True, False],
-                          "x0": [5, 60, 0, None], "y0": [5, 60, 0, None], "x1": [100, 160, 50, None],
-                          "y1": [100, 160, 50, None], "confidence": [0.9, 0.8, 0.5, None]})
+        "query_id": ["p1", "p2", "p3", "f1", "f2"], "recipe": ["paste"] * 3 + ["mild"] * 2,
+        "box_x0": ["0", "0", "0", "", ""], "box_y0": ["0", "0", "0", "", ""],
+        "box_x1": ["100", "100", "100", "", ""], "box_y1": ["100", "100", "100", "", ""]})
+    boxes = pd.DataFrame({"query_id": ["p1", "p2", "p3", "p3", "f1", "f2"], "cropped": [True] * 5 + [False],
+                          "rank": [1, 1, 1, 2, 1, None],
+                          "x0": [5, 60, 200, 0, 0, None], "y0": [5, 60, 0, 0, 0, None],
+                          "x1": [100, 160, 300, 98, 50, None], "y1": [100, 160, 100, 100, 50, None],
+                          "confidence": [0.9, 0.8, 0.7, 0.3, 0.5, None]})
     table = detector_recall(boxes, categories).set_index("family")
-    assert table.loc["paste", "placed"] == 2 and table.loc["paste", "box_recall"] == 0.5
+    assert table.loc["paste", "placed"] == 3
+    assert table.loc["paste", "box_recall"] == pytest.approx(1 / 3)  # the first box of p1 only
+    assert table.loc["paste", "crop_recall"] == pytest.approx(2 / 3)  # and p3's second box
     assert table.loc["mild", "full_frame"] == 2 and table.loc["mild", "cropped_by_mistake"] == 1
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d2lv.io.images import ImageError, find_images, list_folder, load_gray, load_image, reason_counts
+from d2lv.io.images import ImageError, box_iou, find_images, list_folder, load_gray, load_image, reason_counts
 
 EXIF_ORIENTATION = 0x0112
 
@@ -391,3 +391,9 @@ def test_reason_counts_groups_reasons_by_kind_most_frequent_first():
                "unreadable image: truncated", "hidden file"]
     assert reason_counts(reasons) == "2x unreadable image, 1x empty file (0 bytes), 1x hidden file"
     assert reason_counts([]) == ""
+
+
+def test_box_iou_of_equal_disjoint_and_half_overlapping_boxes():
+    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
+    b = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [5, 0, 15, 10]], float)
+    np.testing.assert_allclose(box_iou(a, b), [1.0, 0.0, 50 / 150])

@@ -73,8 +73,9 @@ def run_inputs(tmp_path_factory, astronaut, chelsea, coffee) -> dict[str, object
     }
     ref_paths = {name: _save(folder, name, image) for name, image in references.items()}
     query_paths = {name: _save(folder, name, image) for name, image in queries.items()}
-    boxes = pd.DataFrame([("q_paste", True, *pasted.box, 0.9), ("q_crop", False, None, None, None, None, None)],
-                         columns=tables.BOXES.names)
+    decoy = (0, 300, 200, 500)  # the detector's first box, on the backdrop below the paste; the paste is its second
+    boxes = pd.DataFrame([("q_paste", True, 1, *decoy, 0.9), ("q_paste", True, 2, *pasted.box, 0.5),
+                          ("q_crop", False, None, None, None, None, None, None)], columns=tables.BOXES.names)
     tables.write_table(boxes, folder / "boxes.parquet", tables.BOXES)
     _matches_frame().to_parquet(folder / "matches.parquet", index=False)
     pd.DataFrame(GROUND_TRUTH.items(), columns=["query_id", "reference_id"]).to_csv(folder / "gt.csv", index=False)
@@ -161,7 +162,7 @@ class TestWithGroundTruth:
         green = (np.abs(picture - np.array(report.INLIER_COLOUR)).max(axis=2) < 60).sum()
         assert green > 2000
 
-    def test_the_detected_box_is_outlined_on_the_query(self, with_truth, run_inputs):
+    def test_the_crop_with_the_most_inliers_is_outlined_on_the_query(self, with_truth, run_inputs):
         picture = _picture(with_truth / "pairs" / "p90_01_q_paste_chelsea.jpg")
         height = Image.open(run_inputs["query_paths"]["q_paste"]).size[1]
         x0, y0, x1, y1 = (round(v * report.PANEL_HEIGHT / height) for v in run_inputs["box"])

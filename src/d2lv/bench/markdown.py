@@ -38,8 +38,9 @@ def markdown_report(result: BenchResult, n_images: Mapping[str, int], title: str
                   markdown_table(result.false_positives)]
     if result.detector is not None:
         lines += ["", "## Copy-region detector", "", "Per family: queries whose photo lies in a larger picture "
-                  "(placed), the share whose kept box overlaps the true one with IoU >= 0.5 (box_recall), and "
-                  "full-frame queries the detector cropped all the same.", "", markdown_table(result.detector)]
+                  "(placed), the share whose first box (the most confident) overlaps the true one with IoU >= 0.5 "
+                  "(box_recall), the share for which any cropped box does (crop_recall), and full-frame queries "
+                  "the detector cropped all the same.", "", markdown_table(result.detector)]
     stage_columns = [c for c in result.table.columns if c.startswith("s_per_image[")]
     if stage_columns:
         per_stage = result.table[stage_columns].max(axis=0)  # a step costs the same in every system using it

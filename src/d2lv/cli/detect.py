@@ -40,12 +40,12 @@ def _detect(args: argparse.Namespace) -> None:
 
     network, rule = DetectorParams.from_args(args), BoxParams.from_args(args)
     usable = manifest.read_manifest(args.manifest)
-    found, crops = boxes.detect(usable, args.weights, args.crops_dir, rule.confidence, rule.max_area,
-                                rule.max_aspect, network.image_size, network.device, progress=not args.quiet,
-                                config_dir=args.config_dir or None)
+    found, crops = boxes.detect(usable, args.weights, args.crops_dir, rule, network.image_size, network.device,
+                                progress=not args.quiet, config_dir=args.config_dir or None)
     tables.write_table(found, args.out, tables.BOXES)
     tables.write_table(crops, args.crops_manifest, tables.MANIFEST)
-    print(f"copy region found in {len(crops)} of {len(found)} queries", file=sys.stderr)
+    print(f"copy region found in {found.query_id[found.cropped].nunique()} of {found.query_id.nunique()} queries "
+          f"({len(crops)} crops)", file=sys.stderr)
 
 
 def register(sub: Subparsers) -> None:
@@ -67,9 +67,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("manifest", help="query manifest .parquet")
     p.add_argument("--weights", required=True, help="detector weights .pt from `d2lv train-detector` "
                    "(config key detect.weights)")
-    p.add_argument("-o", "--out", required=True, help="boxes .parquet: one row per usable query")
-    p.add_argument("--crops-manifest", required=True, help="manifest .parquet of the crops (ids of their queries)")
-    p.add_argument("--crops-dir", required=True, help="folder for the crops, <query id>.png")
+    p.add_argument("-o", "--out", required=True, help="boxes .parquet: a row per kept box (one without a box)")
+    p.add_argument("--crops-manifest", required=True, help="manifest .parquet of the crops (their crop ids)")
+    p.add_argument("--crops-dir", required=True, help="folder for the crops: <query id>.png, <query id>/2.png, ...")
     p.add_argument("--config-dir", default="", help="folder for Ultralytics' settings (default: "
                    "ultralytics-config/ next to the crops folder)")
     BoxParams.add_arguments(p)

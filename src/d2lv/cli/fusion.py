@@ -12,16 +12,21 @@ from d2lv.fusion.params import MODES, FitParams, MergeParams, OutputParams
 
 
 def _merge_inputs(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, set[str]]:
-    """Candidates per branch, verification scores, and the ids of cropped queries (matches, fit-merge)."""
+    """Candidates per branch, verification scores, and the ids of cropped queries (matches, fit-merge); of a
+    query's crops, the one with the most votes or inliers speaks for it."""
+    from d2lv.detect import views
     from d2lv.io import tables
 
     candidates = {"local": tables.read_tables(args.local, tables.PAIRS)}
     if args.crop:
-        candidates["crop"] = tables.read_tables(args.crop, tables.PAIRS)
+        candidates["crop"] = views.best_per_query(tables.read_tables(args.crop, tables.PAIRS), ["reference_id"],
+                                                  by=["votes", "mean_distance"], ascending=[False, True])
     if args.global_:
         candidates["global"] = tables.read_tables(args.global_, tables.SIMILARITY_PAIRS)
+    scores = views.best_per_query(tables.read_tables(args.scores, tables.SCORES), ["reference_id", "branch"],
+                                  by=["n_inliers", "n_matches"], ascending=[False, False])
     boxes = tables.read_tables(args.boxes, tables.BOXES)
-    return candidates, tables.read_tables(args.scores, tables.SCORES), set(boxes.query_id[boxes.cropped])
+    return candidates, scores, set(boxes.query_id[boxes.cropped])
 
 
 def _matches(args: argparse.Namespace) -> None:

@@ -100,12 +100,14 @@ def _local_recall(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> None:
+    from d2lv.detect import views
     from d2lv.io import tables
     from d2lv.local import store, verify
 
-    pairs = tables.read_pair_keys(args.pairs)
-    scores = verify.verify_pairs(pairs, store.FeatureStore(args.queries), store.FeatureStore(args.references),
-                                 VerifyParams.from_args(args), args.branch, progress=not args.quiet)
+    queries = store.FeatureStore(args.queries)
+    pairs = views.pairs_in_view(tables.read_pair_keys(args.pairs), queries.ids)
+    scores = verify.verify_pairs(pairs, queries, store.FeatureStore(args.references), VerifyParams.from_args(args),
+                                 args.branch, progress=not args.quiet)
     tables.write_table(scores, args.out, tables.SCORES)
 
 

@@ -60,9 +60,12 @@ class TrainingParams(Options):
 
 @dataclass(frozen=True)
 class BoxParams(Options):
-    """Which detected box is kept: the original method's rule."""
+    """Which detected boxes are cropped: the original method's rule for the first, then further ones."""
 
     section: ClassVar[str] = "detect"
     confidence: float = option(0.25, "ignore boxes less confident than this")
     max_area: float = option(0.85, "ignore boxes covering more of the image than this")
     max_aspect: float = option(4.0, "ignore boxes longer than this times their width (either way)")
+    max_crops: int = option(2, "crop at most this many boxes per query (1: the original method's one crop)")
+    max_overlap: float = option(0.3, "crop a further box only if its IoU with every box cropped before it is "
+                                "at most this")

@@ -17,6 +17,7 @@ import pandas as pd
 
 from d2lv.errors import D2lvError, InputError
 from d2lv.io import isc
+from d2lv.io.images import box_iou
 
 
 @dataclass(frozen=True)
@@ -183,22 +184,14 @@ def top_false_positives(predictions: pd.DataFrame, ground_truth: pd.DataFrame, c
 BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of boxes ``[n, 4]`` (x0, y0, x1, y1; x1, y1 exclusive), row by row."""
-    width = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    height = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = width * height
-    area = lambda box: (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
-
-
 def detector_recall(boxes: pd.DataFrame, categories: pd.DataFrame, min_iou: float = 0.5) -> pd.DataFrame:
     """How well the detector's kept boxes (:data:`d2lv.io.tables.BOXES`) find each family's copy region.
 
     Per recipe family of the bench's queries (``categories.csv``): ``placed``, the queries whose photo
-    lies in a larger picture (a true box); ``box_recall``, the share of those whose kept box overlaps
-    the true one with IoU >= ``min_iou``; ``full_frame``, the queries without a true box, and
-    ``cropped_by_mistake``, how many of them the detector cropped all the same.
+    lies in a larger picture (a true box); ``box_recall``, the share of those whose first box (the
+    most confident, the original method's one crop) overlaps the true one with IoU >= ``min_iou``;
+    ``crop_recall``, the share for which any kept box does; ``full_frame``, the queries without a
+    true box, and ``cropped_by_mistake``, how many of them the detector cropped all the same.
     """
     frame = categories.merge(boxes, on="query_id", how="inner")
     placed = (frame[list(BOX_COLUMNS)] != "").all(axis=1)
@@ -206,10 +199,15 @@ def detector_recall(boxes: pd.DataFrame, categories: pd.DataFrame, min_iou: floa
     found = frame.loc[placed, ["x0", "y0", "x1", "y1"]].astype(float).fillna(0).to_numpy()
     frame["hit"] = False
     frame.loc[placed, "hit"] = frame.loc[placed, "cropped"].to_numpy() & (box_iou(truth, found) >= min_iou)
+    frame["first_hit"] = frame.hit & frame["rank"].fillna(0).eq(1)
     frame["placed"] = placed
+    per_query = frame.groupby("query_id").agg(recipe=("recipe", "first"), placed=("placed", "first"),
+                                              hit=("hit", "any"), first_hit=("first_hit", "any"),
+                                              cropped=("cropped", "any"))
     rows = []
-    for family, group in frame.groupby("recipe"):
+    for family, group in per_query.groupby("recipe"):
         inside, full = group[group.placed], group[~group.placed]
-        rows.append((family, len(inside), inside.hit.mean() if len(inside) else np.nan, len(full),
-                     int(full.cropped.sum())))
-    return pd.DataFrame(rows, columns=["family", "placed", "box_recall", "full_frame", "cropped_by_mistake"])
+        recall = lambda column: inside[column].mean() if len(inside) else np.nan  # noqa: E731
+        rows.append((family, len(inside), recall("first_hit"), recall("hit"), len(full), int(full.cropped.sum())))
+    return pd.DataFrame(rows, columns=["family", "placed", "box_recall", "crop_recall", "full_frame",
+                                       "cropped_by_mistake"])

@@ -28,6 +28,15 @@ DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning threshold
 Box = tuple[int, int, int, int]
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of boxes ``[n, 4]`` (x0, y0, x1, y1; x1, y1 exclusive), row by row."""
+    width = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    height = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = width * height
+    area = lambda box: (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])  # noqa: E731
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+
+
 @dataclass(frozen=True)
 class DecodeParams(Options):
     """Image decoding."""

@@ -80,16 +80,17 @@ SCORES = pa.schema(
     ]
 )
 
-#: The detector's verdict on every usable query: the copy region it found, if any.
+#: The detector's verdict on every usable query: one row per kept box (its crop), or one row without a box.
 BOXES = pa.schema(
     [
         ("query_id", pa.string()),
         ("cropped", pa.bool_()),  # True when a box passed the rules and the crop was written
+        ("rank", pa.int32()),  # 1: the most confident box, ...; its crop is d2lv.detect.views.crop_id(query_id, rank)
         ("x0", pa.int32()),  # box in the query's pixel coordinates (EXIF-rotated); null without a box
         ("y0", pa.int32()),
         ("x1", pa.int32()),
         ("y1", pa.int32()),
-        ("confidence", pa.float32()),  # detector confidence of the kept box; null without a box
+        ("confidence", pa.float32()),  # detector confidence of the box; null without a box
     ]
 )
 

@@ -55,7 +55,7 @@ class Inputs:
     matches: pd.DataFrame  # matches.parquet: query_id, reference_id, score, verify_<view>_* columns
     query_paths: Mapping[str, str]
     reference_paths: Mapping[str, str]
-    boxes: Mapping[str, tuple[int, int, int, int]]  # query id -> x0, y0, x1, y1 of its cropped copy region
+    boxes: Mapping[str, list[tuple[int, int, int, int]]]  # query id -> x0, y0, x1, y1 of each of its crops
     ground_truth: pd.DataFrame | None = None
     categories: pd.DataFrame | None = None
     query_ids: frozenset[str] | None = None  # every query of the set, usable or not (None: unknown)
@@ -99,13 +99,17 @@ def _usable_paths(manifests: Sequence[str | os.PathLike]) -> dict[str, str]:
     return dict(zip(frame.id, frame.path))
 
 
-def read_boxes(paths: Sequence[str | os.PathLike]) -> dict[str, tuple[int, int, int, int]]:
-    """The copy region of every query the detector cropped (non-empty, clipped at the image's top left)."""
+def read_boxes(paths: Sequence[str | os.PathLike]) -> dict[str, list[tuple[int, int, int, int]]]:
+    """The copy regions the detector cropped from each query, first box first (non-empty, clipped at the
+    image's top left)."""
     frame = tables.read_tables(paths, tables.BOXES)
-    frame = frame[frame.cropped.eq(True)].dropna(subset=["x0", "y0", "x1", "y1"])
-    boxes = {row.query_id: (max(0, int(row.x0)), max(0, int(row.y0)), int(row.x1), int(row.y1))
-             for row in frame.drop_duplicates("query_id").itertuples(index=False)}
-    return {query_id: box for query_id, box in boxes.items() if box[2] > box[0] and box[3] > box[1]}
+    frame = frame[frame.cropped.eq(True)].dropna(subset=["x0", "y0", "x1", "y1"]).sort_values(["query_id", "rank"])
+    boxes: dict[str, list[tuple[int, int, int, int]]] = {}
+    for row in frame.itertuples(index=False):
+        box = (max(0, int(row.x0)), max(0, int(row.y0)), int(row.x1), int(row.y1))
+        if box[2] > box[0] and box[3] > box[1]:
+            boxes.setdefault(row.query_id, []).append(box)
+    return boxes
 
 
 def write_report_figures(inputs: Inputs, out: str | os.PathLike, sift_params: SiftParams,
@@ -226,9 +230,13 @@ def draw_selected(pick: Selected, inputs: Inputs, sift_params: SiftParams, param
     except images.ImageError as err:
         print(f"report: pair {query_id} -> {reference_id} not drawn: {err}", file=sys.stderr)
         return
-    box = inputs.boxes.get(query_id)
-    view = view_to_draw(pick.row, box is not None)
-    found = correspondences(query_rgb, reference_rgb, box if view == "local_crop" else None, sift_params, params)
+    crops = inputs.boxes.get(query_id, [])
+    view = view_to_draw(pick.row, bool(crops))
+    if view == "local_crop":  # the crop that spoke for the query: the one with the most inliers
+        found, box = max(((correspondences(query_rgb, reference_rgb, crop, sift_params, params), crop)
+                          for crop in crops), key=lambda drawn: drawn[0].n_inliers)
+    else:
+        found, box = correspondences(query_rgb, reference_rgb, None, sift_params, params), (crops[0] if crops else None)
     verdict = is_correct(inputs.ground_truth, query_id, reference_id)
     lines = caption_lines(pick, view, found, verdict, inputs.ground_truth)
     picture = render_pair(query_rgb, reference_rgb, found, box, lines, verdict)
