@@ -36,9 +36,10 @@ def main() -> None:
     references = store.FeatureStore(sorted((work / "features/references").glob("*.h5")))
     config = yaml.safe_load(Path(__file__).parents[1].joinpath("config.yaml").read_text())
     params = VerifyParams.from_config(config)
+    extraction = references.extraction()
     features = [(queries.get(q), references.get(r)) for q, r in zip(pairs.query_id, pairs.reference_id)]
     start = time.perf_counter()
-    found = [verify.verify_pair(q, r, params) for q, r in features]
+    found = [verify.verify_pair(q, r, params, extraction) for q, r in features]
     seconds = (time.perf_counter() - start) / len(features)
     same = sum(f.n_inliers == n for f, n in zip(found, pairs.n_inliers))
     print(f"{len(features)} pairs of {pairs.query_id.nunique()} queries: {seconds * 1e3:.3f} ms per pair; "

@@ -20,6 +20,7 @@ from d2lv.evaluation.metrics import (
     family_recall,
     micro_average_precision,
     missing_queries,
+    missing_references,
     precision_recall,
     recall_at_one,
     recall_at_precision,
@@ -295,6 +296,7 @@ def test_evaluate_end_to_end():
     assert set(as_dict) == {
         "micro_ap", "recall_at_p90", "threshold_at_p90", "recall_at_1",
         "n_predictions", "n_positives", "n_copy_queries", "n_queries", "n_ground_truth_queries_missing",
+        "n_ground_truth_references_missing",
     }
 
 
@@ -345,6 +347,21 @@ def test_ground_truth_queries_not_in_the_query_set_are_left_out_and_counted():
     everyone = evaluate(preds, truth)  # no query set given: every ground-truth query counts
     assert everyone.n_ground_truth_queries_missing == 0 and everyone.n_positives == 4
     assert (everyone.micro_ap, everyone.recall_at_1) == pytest.approx((0.25, 1 / 3))
+
+
+def test_ground_truth_pairs_whose_reference_is_not_in_the_reference_set_are_left_out_and_counted():
+    truth = ground_truth(("q1", "r1"), ("q2", "r2"), ("q2", "gone"), ("q3", "gone"), ("q4", ""))
+    preds = predictions(("q1", "r1", 0.9), ("q2", "r2", 0.8), ("q3", "r1", 0.5))
+    # over r1, r2 (the reference set): 2 positives, both ranked first -> uAP 1, recall@1 1; q3 (its only
+    # source gone) stays as a query that copies nothing here, so its prediction is a false positive.
+    result = evaluate(preds, truth, reference_ids={"r1", "r2"})
+    assert (result.micro_ap, result.recall_at_1) == pytest.approx((1.0, 1.0))
+    assert (result.n_positives, result.n_copy_queries, result.n_queries) == (2, 2, 4)
+    assert result.n_ground_truth_references_missing == 1
+    assert missing_references(truth, {"r1"}) == ["gone", "r2"]
+    assert evaluate(preds, truth).n_positives == 4  # no reference set given: every pair counts
+    with pytest.raises(D2lvError, match="none of the 3 references"):
+        evaluate(preds, truth, reference_ids={"other"})
 
 
 def test_a_ground_truth_of_none_of_the_queries_stops_the_evaluation():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -43,7 +45,7 @@ def photos() -> dict[str, np.ndarray]:
 def reference_store(photos, tmp_path_factory) -> store.FeatureStore:
     path = tmp_path_factory.mktemp("features") / "references.h5"
     refs = [features(name, photos[name]) for name in ("astronaut", "chelsea", "coffee", "rocket")]
-    store.write_store(path, refs, {"short_side": 300})
+    store.write_store(path, refs, dataclasses.asdict(SiftParams()))
     return store.FeatureStore(path)
 
 
@@ -55,5 +57,5 @@ def query_store(photos, tmp_path_factory) -> store.FeatureStore:
         features("q_coffee_mirrored", np.ascontiguousarray(photos["coffee"][:, ::-1])),
         features("q_motorcycle", photos["motorcycle"]),  # not a reference
     ]
-    store.write_store(path, queries, {"short_side": 300})
+    store.write_store(path, queries, dataclasses.asdict(SiftParams()))
     return store.FeatureStore(path)

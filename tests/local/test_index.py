@@ -33,7 +33,7 @@ def _split(reference_store: store.FeatureStore, folder) -> list[tuple[int, store
     shards = []
     for shard, ids in [(0, ["astronaut", "chelsea"]), (5, ["coffee", "rocket"])]:
         path = folder / f"features-{shard}.h5"
-        store.write_store(path, [reference_store.get(i) for i in ids], {"short_side": 300})
+        store.write_store(path, [reference_store.get(i) for i in ids], reference_store.attrs)
         shards.append((shard, store.FeatureStore(path)))
     return shards
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from d2lv.errors import InputError
 from d2lv.local import store
 from d2lv.local.params import SiftParams
 from d2lv.local.sift import extract
@@ -28,6 +30,13 @@ class TestStore:
         rows = np.array([0, len(a.descriptors) - 1, len(a.descriptors)])
         assert list(both.owner(rows)) == [0, 0, 2]
         assert both.attrs["short_side"] == 300
+
+    def test_a_store_gives_back_the_settings_it_was_extracted_with(self, reference_store, tmp_path):
+        assert reference_store.extraction() == SiftParams()
+        store.write_store(tmp_path / "partial.h5", [reference_store.get("chelsea")], {"short_side": 300})
+        partial = store.FeatureStore(tmp_path / "partial.h5")
+        with pytest.raises(InputError, match="max_upscale.*d2lv sift"):
+            partial.extraction()
 
 
 def test_a_store_of_many_shards_reads_images_lazily_with_few_files_open(photos, tmp_path, monkeypatch):

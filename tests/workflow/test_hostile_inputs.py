@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 BRACE_QUERY, BRACE_REFERENCE = "a{b}", "ref{0}"
 #: A ground-truth query that is not in the query folder.
 GHOST = "ghost"
+GHOST_REFERENCE = "R_ghost"
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def _hostile_sets(root: Path) -> tuple[Path, Path, Path]:
     (queries / "Q00003.jpg").rename(queries / "{batch}" / "Q00003.jpg")
     truth = truth.replace({"Q00002": BRACE_QUERY, "R000000": BRACE_REFERENCE})
     truth.loc[len(truth)] = [GHOST, "R000001"]
+    truth.loc[len(truth)] = [BRACE_QUERY, GHOST_REFERENCE]  # a second source that is not in the references
     ground_truth = data / "truth dir" / "ground truth.csv"
     ground_truth.parent.mkdir()
     truth.to_csv(ground_truth, index=False)
@@ -108,6 +110,17 @@ def test_ground_truth_queries_not_in_the_query_set_are_left_out_with_a_warning(h
     assert "warning: 1 of the 13 ground-truth queries are not in the query set" in log and GHOST in log
     report = pd.read_csv(results / "report" / "metrics.csv").iloc[0]
     assert report.n_ground_truth_queries_missing == 1 and report.recall_at_1 == pytest.approx(metrics["recall_at_1"])
+
+
+def test_ground_truth_pairs_whose_reference_is_not_in_the_set_are_left_out_with_a_warning(hostile_run):
+    results = hostile_run.results
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert metrics["n_ground_truth_references_missing"] == 1
+    assert metrics["n_positives"] == metrics["n_copy_queries"] == 8  # the brace query's ghost source left out
+    log = (results / "logs" / "evaluate.log").read_text()
+    assert "references the ground truth names are not in the reference set" in log and GHOST_REFERENCE in log
+    report = pd.read_csv(results / "report" / "metrics.csv").iloc[0]
+    assert report.n_ground_truth_references_missing == 1 and report.micro_ap == pytest.approx(metrics["micro_ap"])
 
 
 def test_a_brace_named_image_still_reruns_its_shard_when_it_changes(hostile_run):

@@ -81,6 +81,7 @@ class Metrics:
     n_copy_queries: int
     n_queries: int
     n_ground_truth_queries_missing: int = 0  # ground-truth queries not in the query set, left out of the above
+    n_ground_truth_references_missing: int = 0  # ground-truth references not in the reference set, ditto
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,6 +108,28 @@ def missing_queries(ground_truth: pd.DataFrame, query_ids: Collection[str]) -> l
     return sorted(set(ground_truth.query_id) - set(query_ids))
 
 
+def missing_references(ground_truth: pd.DataFrame, reference_ids: Collection[str]) -> list[str]:
+    """The references the ground truth names that are not in ``reference_ids`` (sorted)."""
+    return sorted(set(ground_truth.reference_id[ground_truth.reference_id != ""]) - set(reference_ids))
+
+
+def present_references(ground_truth: pd.DataFrame, reference_ids: Collection[str] | None) -> pd.DataFrame:
+    """The ground truth without the pairs whose reference is not in ``reference_ids`` (all of it without
+    ``reference_ids``): such a copy cannot be found in this collection, whatever the pipeline does. Its
+    query stays, as a query that copies no reference of the set.
+    """
+    if reference_ids is None:
+        return ground_truth
+    named = ground_truth.reference_id != ""
+    absent = named & ~ground_truth.reference_id.isin(set(reference_ids))
+    if named.any() and absent[named].all():
+        raise D2lvError(f"none of the {ground_truth.reference_id[named].nunique()} references the ground truth "
+                        f"names is in the reference set (first: "
+                        f"{missing_references(ground_truth, reference_ids)[0]!r}): is the ground truth for these "
+                        "references?")
+    return ground_truth.assign(reference_id=ground_truth.reference_id.mask(absent, "")).drop_duplicates()
+
+
 def present_queries(ground_truth: pd.DataFrame, query_ids: Collection[str] | None) -> pd.DataFrame:
     """The ground truth of the queries in ``query_ids`` (all of it without ``query_ids``).
 
@@ -124,15 +147,18 @@ def present_queries(ground_truth: pd.DataFrame, query_ids: Collection[str] | Non
     return present
 
 
-def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame,
-             query_ids: Collection[str] | None = None) -> Metrics:
+def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame, query_ids: Collection[str] | None = None,
+             reference_ids: Collection[str] | None = None) -> Metrics:
     """ISC matching-track metrics for ``query_id,reference_id,score`` predictions.
 
     With ``query_ids`` (the query set), ground-truth queries outside it are left out of every metric
-    (see :func:`present_queries`) and counted in ``n_ground_truth_queries_missing``.
+    (see :func:`present_queries`) and counted in ``n_ground_truth_queries_missing``; with
+    ``reference_ids`` (the reference set), so are the ground-truth pairs whose reference is outside it
+    (:func:`present_references`), counted in ``n_ground_truth_references_missing``.
     """
     n_missing = len(missing_queries(ground_truth, query_ids)) if query_ids is not None else 0
-    ground_truth = present_queries(ground_truth, query_ids)
+    n_missing_references = len(missing_references(ground_truth, reference_ids)) if reference_ids is not None else 0
+    ground_truth = present_references(present_queries(ground_truth, query_ids), reference_ids)
     predictions = unique_pairs(predictions)
     positives = ground_truth[ground_truth.reference_id != ""].drop_duplicates(["query_id", "reference_id"])
     curve = pr_curve(predictions, ground_truth)
@@ -147,6 +173,7 @@ def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame,
         n_copy_queries=positives.query_id.nunique(),
         n_queries=ground_truth.query_id.nunique(),
         n_ground_truth_queries_missing=n_missing,
+        n_ground_truth_references_missing=n_missing_references,
     )
 
 

@@ -97,9 +97,6 @@ class VerifyParams(Options):
     geometry: str = option("homography", "transform fitted with MAGSAC++; none counts every ratio-test match",
                            choices=GEOMETRIES)
     ransac_threshold: float = option(4.0, "inlier threshold in pixels at the SIFT extraction scale")
-    short_side: int = option(300, "the SIFT extraction's short side (scales the threshold)", key="sift.short_side")
-    max_upscale: float = option(2.0, "the SIFT extraction's largest upsampling (scales the threshold)",
-                                key="sift.max_upscale")
 
     def __post_init__(self) -> None:
         if self.geometry not in GEOMETRIES:

@@ -10,11 +10,12 @@ keypoints  f32  [N, 4]  x, y, size, angle in original-image pixels
 descriptors u8  [N,128] quantised RootSIFT (see :mod:`d2lv.local.sift`)
 ========== ============ ==================================================
 
-Extraction parameters are kept as file attributes.
+Extraction parameters are kept as file attributes (:meth:`FeatureStore.extraction` reads them back).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,9 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from d2lv.errors import InputError
 from d2lv.io import atomic, hdf5
+from d2lv.local.params import SiftParams
 from d2lv.local.sift import DESCRIPTOR_DIM
 
 
@@ -112,6 +115,16 @@ class FeatureStore:
 
     def __contains__(self, image_id: str) -> bool:
         return image_id in self._index
+
+    def extraction(self) -> SiftParams:
+        """The SIFT settings these features were extracted with, as the sift step recorded them: what
+        verification scales its pixel threshold by."""
+        fields = dataclasses.fields(SiftParams)
+        missing = [f.name for f in fields if f.name not in self.attrs]
+        if missing:
+            raise InputError(f"{' '.join(self._paths)} does not record the SIFT settings it was extracted with "
+                             f"({', '.join(missing)}); extract it again with `d2lv sift`")
+        return SiftParams(**{f.name: type(f.default)(self.attrs[f.name]) for f in fields})
 
     def counts(self) -> np.ndarray:
         return np.diff(self.offsets)

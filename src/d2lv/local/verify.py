@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from d2lv.io import tables
-from d2lv.local.params import VerifyParams
+from d2lv.local.params import SiftParams, VerifyParams
 from d2lv.local.sift import MIRROR_PERMUTATION, dequantize, extraction_scale, mirror_keypoints
 from d2lv.local.store import FeatureStore, ImageFeatures
 
@@ -173,17 +173,19 @@ def _match_orientation(query: ImageFeatures, descriptors: np.ndarray, reference:
     return q_idx, r_idx, mask
 
 
-def match_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams) -> PairMatches:
+def match_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams,
+               extraction: SiftParams = SiftParams()) -> PairMatches:
     """The correspondences of one pair; the better of the plain and mirrored passes wins (more inliers,
-    then more matches).
+    then more matches). The inlier threshold is in pixels at the scale ``extraction`` (the settings the
+    features were extracted with) gave the reference.
 
     The mirrored pass matches the query's mirrored descriptors against the reference's: mirroring is a
     permutation of the descriptor's components, so the distances equal those to the mirrored reference,
     whose mirrored keypoints the geometry is fitted to. Descriptors may be uint8 (as stored) or already
     dequantised float32 (as :func:`verify_pairs` caches a query's).
     """
-    threshold = params.ransac_threshold / extraction_scale(reference.width, reference.height, params.short_side,
-                                                           params.max_upscale)
+    threshold = params.ransac_threshold / extraction_scale(reference.width, reference.height, extraction.short_side,
+                                                           extraction.max_upscale)
     q, r = as_float(query.descriptors), as_float(reference.descriptors)
     q_idx, r_idx, mask = _match_orientation(query, q, r, reference.keypoints, threshold, params)
     flipped = False
@@ -206,9 +208,10 @@ def as_float(descriptors: np.ndarray) -> np.ndarray:
     return dequantize(descriptors) if descriptors.dtype == np.uint8 else descriptors
 
 
-def verify_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams) -> PairScore:
+def verify_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams,
+                extraction: SiftParams = SiftParams()) -> PairScore:
     """Score one (query, reference) pair; the better of the plain and mirrored passes wins."""
-    matches = match_pair(query, reference, params)
+    matches = match_pair(query, reference, params, extraction)
     return PairScore(matches.n_matches, matches.n_inliers, matches.flipped)
 
 
@@ -224,16 +227,18 @@ REFERENCE_CACHE = 1024
 
 def verify_pairs(pairs: pd.DataFrame, queries: FeatureStore, references: FeatureStore,
                  params: VerifyParams, branch: str, progress: bool = True) -> pd.DataFrame:
-    """Verify every pair whose query and reference are in the stores, query by query."""
+    """Verify every pair whose query and reference are in the stores, query by query, at the settings the
+    references were extracted with."""
     known = pairs[pairs.query_id.isin(queries.ids) & pairs.reference_id.isin(references.ids)]
     known = known.sort_values(["query_id", "reference_id"], kind="stable")
     # a query is verified against all its candidates in turn: dequantise its descriptors once
     query_features = functools.lru_cache(maxsize=1)(lambda image_id: dequantised(queries.get(image_id)))
     reference_features = functools.lru_cache(maxsize=REFERENCE_CACHE)(references.get)
+    extraction = references.extraction() if len(known) else SiftParams()
     rows = []
     for q_id, r_id in tqdm(known[["query_id", "reference_id"]].itertuples(index=False),
                            total=len(known), desc="verify", unit="pair", disable=not progress):
-        score = verify_pair(query_features(q_id), reference_features(r_id), params)
+        score = verify_pair(query_features(q_id), reference_features(r_id), params, extraction)
         rows.append((q_id, r_id, branch, score.n_matches, score.n_inliers, score.flipped,
                      pair_score(score, params.geometry)))
     if not rows:

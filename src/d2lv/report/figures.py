@@ -59,6 +59,7 @@ class Inputs:
     ground_truth: pd.DataFrame | None = None
     categories: pd.DataFrame | None = None
     query_ids: frozenset[str] | None = None  # every query of the set, usable or not (None: unknown)
+    reference_ids: frozenset[str] | None = None  # every reference of the set, usable or not (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def read_inputs(matches: str | os.PathLike, queries_manifests: Sequence[str | os
         ground_truth=isc.read_ground_truth(ground_truth) if ground_truth else None,
         categories=isc.read_id_csv(categories) if categories else None,
         query_ids=frozenset(manifest.read_manifests(queries_manifests, usable_only=False).id),
+        reference_ids=frozenset(manifest.read_manifests(references_manifests, usable_only=False).id),
     )
 
 
@@ -118,7 +120,8 @@ def write_report_figures(inputs: Inputs, out: str | os.PathLike, sift_params: Si
 
     Figures that need the ground truth (or the categories) are replaced by a
     placeholder saying so, so that the set of files never changes. As for ``d2lv evaluate``, ground-truth
-    queries that are not in the query set are left out of the metrics and curves.
+    queries that are not in the query set, and pairs whose reference is not in the reference set, are left out
+    of the metrics and curves.
     """
     out = Path(out)
     (out / "pairs").mkdir(parents=True, exist_ok=True)
@@ -126,8 +129,9 @@ def write_report_figures(inputs: Inputs, out: str | os.PathLike, sift_params: Si
     result, truth = None, None
     if inputs.ground_truth is not None:
         result = metrics.evaluate(predictions[["query_id", "reference_id", "score"]], inputs.ground_truth,
-                                  inputs.query_ids)
-        truth = metrics.present_queries(inputs.ground_truth, inputs.query_ids)
+                                  inputs.query_ids, inputs.reference_ids)
+        truth = metrics.present_references(metrics.present_queries(inputs.ground_truth, inputs.query_ids),
+                                           inputs.reference_ids)
     write_metrics(inputs, predictions, result, out / "metrics.csv")
     write_pr_curve(predictions, truth, out / "pr_curve.png")
     write_family_recall(predictions, truth, inputs.categories, out / "recall_per_family.png")
@@ -270,7 +274,7 @@ def correspondences(query_rgb: np.ndarray, reference_rgb: np.ndarray, crop: tupl
     if crop:
         query_gray = query_gray[crop[1]:crop[3], crop[0]:crop[2]]
     found = verify.match_pair(_features(query_gray, sift_params), _features(images.to_gray(reference_rgb), sift_params),
-                              params)
+                              params, sift_params)
     return replace(found, query_points=found.query_points + np.array([x0, y0], np.float32))
 
 
