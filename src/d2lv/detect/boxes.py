@@ -78,7 +78,7 @@ def _box_rows(query_id: str, chosen: Sequence[tuple[Box, float]]) -> list[dict[s
 
 def _write_crop(pixels: np.ndarray, box: Box, path: Path) -> dict[str, object]:
     """Save the crop losslessly (fast PNG compression: a third of the default level's time); its row of
-    the crops manifest (its id: ``path`` relative to the crops folder, without ``.png``)."""
+    the crops manifest, but for the id."""
     x0, y0, x1, y1 = box
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels[y0:y1, x0:x1]).save(path, compress_level=1)
