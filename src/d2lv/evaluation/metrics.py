@@ -147,6 +147,13 @@ def present_queries(ground_truth: pd.DataFrame, query_ids: Collection[str] | Non
     return present
 
 
+def present_ground_truth(ground_truth: pd.DataFrame, query_ids: Collection[str] | None,
+                         reference_ids: Collection[str] | None) -> pd.DataFrame:
+    """The ground truth the metrics are computed over: :func:`present_queries`, then
+    :func:`present_references`."""
+    return present_references(present_queries(ground_truth, query_ids), reference_ids)
+
+
 def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame, query_ids: Collection[str] | None = None,
              reference_ids: Collection[str] | None = None) -> Metrics:
     """ISC matching-track metrics for ``query_id,reference_id,score`` predictions.
@@ -158,7 +165,7 @@ def evaluate(predictions: pd.DataFrame, ground_truth: pd.DataFrame, query_ids: C
     """
     n_missing = len(missing_queries(ground_truth, query_ids)) if query_ids is not None else 0
     n_missing_references = len(missing_references(ground_truth, reference_ids)) if reference_ids is not None else 0
-    ground_truth = present_references(present_queries(ground_truth, query_ids), reference_ids)
+    ground_truth = present_ground_truth(ground_truth, query_ids, reference_ids)
     predictions = unique_pairs(predictions)
     positives = ground_truth[ground_truth.reference_id != ""].drop_duplicates(["query_id", "reference_id"])
     curve = pr_curve(predictions, ground_truth)

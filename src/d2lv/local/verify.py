@@ -230,17 +230,17 @@ def verify_pairs(pairs: pd.DataFrame, queries: FeatureStore, references: Feature
     """Verify every pair whose query and reference are in the stores, query by query, at the settings the
     references were extracted with."""
     known = pairs[pairs.query_id.isin(queries.ids) & pairs.reference_id.isin(references.ids)]
+    if known.empty:
+        return tables.empty_frame(tables.SCORES)
     known = known.sort_values(["query_id", "reference_id"], kind="stable")
     # a query is verified against all its candidates in turn: dequantise its descriptors once
     query_features = functools.lru_cache(maxsize=1)(lambda image_id: dequantised(queries.get(image_id)))
     reference_features = functools.lru_cache(maxsize=REFERENCE_CACHE)(references.get)
-    extraction = references.extraction() if len(known) else SiftParams()
+    extraction = references.extraction()
     rows = []
     for q_id, r_id in tqdm(known[["query_id", "reference_id"]].itertuples(index=False),
                            total=len(known), desc="verify", unit="pair", disable=not progress):
         score = verify_pair(query_features(q_id), reference_features(r_id), params, extraction)
         rows.append((q_id, r_id, branch, score.n_matches, score.n_inliers, score.flipped,
                      pair_score(score, params.geometry)))
-    if not rows:
-        return tables.empty_frame(tables.SCORES)
     return pd.DataFrame(rows, columns=tables.SCORES.names)

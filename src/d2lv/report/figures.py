@@ -130,8 +130,7 @@ def write_report_figures(inputs: Inputs, out: str | os.PathLike, sift_params: Si
     if inputs.ground_truth is not None:
         result = metrics.evaluate(predictions[["query_id", "reference_id", "score"]], inputs.ground_truth,
                                   inputs.query_ids, inputs.reference_ids)
-        truth = metrics.present_references(metrics.present_queries(inputs.ground_truth, inputs.query_ids),
-                                           inputs.reference_ids)
+        truth = metrics.present_ground_truth(inputs.ground_truth, inputs.query_ids, inputs.reference_ids)
     write_metrics(inputs, predictions, result, out / "metrics.csv")
     write_pr_curve(predictions, truth, out / "pr_curve.png")
     write_family_recall(predictions, truth, inputs.categories, out / "recall_per_family.png")
