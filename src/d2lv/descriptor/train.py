@@ -72,8 +72,9 @@ class TrainResult:
     Attributes:
         checkpoint: the file written.
         losses: training loss (InfoNCE + weighted KoLeo) of every step.
-        probe_before, probe_after: InfoNCE of a fixed batch of views (the same views both
-            times) before and after training; a drop means the descriptors learnt to match copies.
+        probe_before, probe_after: InfoNCE of a fixed batch of views that training never sees (the
+            same views both times) before and after training; a drop means the descriptors learnt
+            to match copies.
         seconds: wall time of the training steps.
         images_per_second: reference images per second of training (each gives two views).
     """
@@ -294,7 +295,8 @@ def train_descriptor(reference_paths: Sequence[str | os.PathLike], out: str | os
     normalise = Normalise(preprocessing, device)
     dataset = TwoViews(paths, image_size, copy_edit, max_pixels)
     plan = batch_plan(len(paths), batch_size, steps, seed)
-    probe = torch.stack([dataset[item] for item in plan[0]])
+    # views of another seed than the plan's: a batch the network trains on would measure memorising
+    probe = torch.stack([dataset[item] for item in batch_plan(len(paths), batch_size, 1, seed + 1)[0]])
     probe_before = probe_loss(net, normalise, probe, temperature)
 
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=plan, num_workers=num_workers,
