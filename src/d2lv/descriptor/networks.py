@@ -217,7 +217,7 @@ def _load_trained(checkpoint: Mapping[str, object], path: Path, name: str,
         preprocessing = Preprocessing(int(checkpoint["image_size"]), tuple(map(float, checkpoint["mean"])),
                                       tuple(map(float, checkpoint["std"])))
         state = checkpoint["state_dict"]
-        projected = "projection.weight" in state  # a run with dim 0 learns no projection
+        projected = any(str(key).startswith("projection.") for key in state)  # dim 0 learns none
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"trained checkpoint {path} is incomplete or corrupt: {err!r}") from err
     if backbone != name:
