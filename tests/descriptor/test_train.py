@@ -44,7 +44,7 @@ def test_training_runs_every_step_and_probes_views_it_never_trained_on(trained):
 
 
 def test_a_step_lowers_the_contrastive_loss_of_its_batch(reference_paths):
-    """Gradients reach the backbone and the projection: steps on one batch of views fit it."""
+    """The optimiser step learns: repeated on one batch of views, it fits them."""
     torch.manual_seed(0)
     net, loaded = networks.load_descriptor_net(networks.DEFAULT_BACKBONE, None, torch.device("cpu"), dim=DIM)
     normalise = train.Normalise(networks.Preprocessing(SIZE, loaded.mean, loaded.std), torch.device("cpu"))
