@@ -8,12 +8,11 @@
 # this made compare with the ImageNet weights d2lv uses by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=../shared/data
+source scripts/training-photos.sh
 out=${1:?usage: bash scripts/train-descriptor.sh OUT.pt [train-descriptor options]}
 shift
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-d2lv manifest -q "$data/ukbench" -o "$work/ukbench.parquet"
-d2lv manifest -q "$data/bsds500/train" -o "$work/bsds500-train.parquet"
-OMP_NUM_THREADS=2 d2lv train-descriptor "$work/ukbench.parquet" "$work/bsds500-train.parquet" -o "$out" \
+training_manifests "$work"
+OMP_NUM_THREADS=2 d2lv train-descriptor "${photos[@]}" -o "$out" \
     --steps 80 --batch-size 64 --device cpu --workers 1 --threads 2 --seed 0 "$@"

@@ -8,15 +8,14 @@
 #   bash scripts/train-detector.sh [OUT.pt]      (about 2 h 15 min on 2 CPU cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=../shared/data
+source scripts/training-photos.sh
 out=${1:-src/d2lv/detect/weights/copy-region-yolov5nu.pt}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-d2lv manifest -q "$data/ukbench" -o "$work/ukbench.parquet"
-d2lv manifest -q "$data/bsds500/train" -o "$work/bsds500-train.parquet"
+training_manifests "$work"
 start=scratch
 for seed in 0 1 2; do
-    d2lv train-detector "$work/ukbench.parquet" "$work/bsds500-train.parquet" -o "$work/run$seed.pt" \
+    d2lv train-detector "${photos[@]}" -o "$work/run$seed.pt" \
         --work-dir "$work/run$seed" --device cpu --seed "$seed" --initial-weights "$start"
     start=$work/run$seed.pt
 done

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from d2lv.bench import markdown
 from d2lv.bench import systems as bench
 
 
@@ -65,3 +66,7 @@ def test_bench_run_on_a_tiny_benchmark(tmp_path, tiny_bench):
     assert f"| {full} |" in report and "![precision-recall](pr_curves.png)" in report
     assert f"## Top false positives of {full}" in report and "## Copy-region detector" in report
     assert "| paste |" in report.split("## Copy-region detector")[1]
+    misses = report.split(f"## Copies missed at rank 1 by {full}")[1].split("\n## ")[0]
+    truth = pd.read_csv(tiny_bench / "ground_truth.csv", dtype=str, keep_default_na=False)
+    n_missed = round((1 - table.loc[full, "recall_at_1"]) * truth[truth.reference_id != ""].query_id.nunique())
+    assert misses.count("\n| Q") == min(n_missed, markdown.MISSES_SHOWN)

@@ -19,12 +19,14 @@ from d2lv.evaluation.metrics import (
     evaluate,
     family_recall,
     micro_average_precision,
+    missed_copies,
     missing_queries,
     missing_references,
     precision_recall,
     recall_at_one,
     recall_at_precision,
     top_false_positives,
+    true_reference_rank,
 )
 
 # ---------------------------------------------------------------- helpers
@@ -247,6 +249,40 @@ def test_recall_at_one_accepts_any_of_several_true_references():
 
 def test_recall_at_one_without_copy_queries_is_zero():
     assert recall_at_one(predictions(("q1", "r1", 0.9)), ground_truth(("q1", ""))) == 0.0
+
+
+def test_true_reference_rank_puts_a_tied_non_match_first():
+    truth = ground_truth(("q1", "r1"), ("q2", "r2"), ("q3", "r3"), ("q4", ""), ("q5", "r5"), ("q5", "r6"))
+    preds = predictions(
+        ("q1", "r8", 0.9), ("q1", "r1", 0.5), ("q1", "r9", 0.5),  # r9 ties r1 and goes first: rank 3
+        ("q2", "r2", 0.7), ("q2", "r2", 0.1),  # a pair predicted twice counts once, at its best: rank 1
+        ("q3", "r7", 0.4),  # its true reference is not predicted
+        ("q4", "r4", 0.9),  # not a copy query
+        ("q5", "r9", 0.8), ("q5", "r6", 0.6), ("q5", "r5", 0.3),  # the better of two true references: rank 2
+    )
+    ranks = true_reference_rank(preds, truth)
+    assert ranks.index.tolist() == ["q1", "q2", "q3", "q5"]
+    assert ranks.tolist()[:2] == [3.0, 1.0] and np.isnan(ranks["q3"]) and ranks["q5"] == 2.0
+
+
+def test_missed_copies_show_where_every_system_ranks_the_true_reference():
+    truth = ground_truth(("q1", "r1"), ("q2", "r2"), ("q3", "r3"), ("q4", ""))
+    branch = predictions(("q1", "r1", 0.9), ("q2", "r2", 0.8), ("q3", "r9", 0.7), ("q3", "r3", 0.2))
+    merged = predictions(("q1", "r1", 0.9), ("q2", "r5", 0.6), ("q2", "r2", 0.4), ("q4", "r4", 0.99))
+    categories = pd.DataFrame({"query_id": ["q1", "q2", "q3", "q4"], "recipe": ["mild", "paste", "combo", "none"]})
+    missed = missed_copies({"branch": branch, "merged": merged}, truth, categories)
+    # q1 ranks first in the last system; q2 ranks second there but first in the branch; q3 is in the branch only
+    assert missed.query_id.tolist() == ["q2", "q3"]
+    assert missed.reference_id.tolist() == ["r2", "r3"] and missed.recipe.tolist() == ["paste", "combo"]
+    assert missed.top_reference_id.tolist() == ["r5", ""] and missed.top_score.iloc[0] == 0.6
+    assert missed.branch.tolist() == [1.0, 2.0]
+    assert missed.merged.iloc[0] == 2.0 and np.isnan(missed.merged.iloc[1])
+
+
+def test_recall_at_one_is_the_share_of_copies_not_missed():
+    truth = ground_truth(("q1", "r1"), ("q2", "r2"), ("q3", "r3"))
+    preds = predictions(("q1", "r1", 0.9), ("q2", "r5", 0.6), ("q2", "r2", 0.4))
+    assert recall_at_one(preds, truth) == pytest.approx(1 - len(missed_copies({"s": preds}, truth, None)) / 3)
 
 
 # ---------------------------------------------------------------- evaluate

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from d2lv.bench.systems import BenchResult
+from d2lv.bench.systems import MAX_PER_QUERY, BenchResult
 from d2lv.report.plots import plot_family_recall, plot_pr_curves
 
 
@@ -36,6 +36,9 @@ def markdown_report(result: BenchResult, n_images: Mapping[str, int], title: str
                   "Best-scored pairs that are not copies. kind: copy (the query copies another reference), "
                   "noncopy, or hard_negative (same_object: the reference shows the query's object).", "",
                   markdown_table(result.false_positives)]
+    if result.misses is not None:
+        lines += ["", f"## Copies missed at rank 1 by {result.table.system.iloc[-1]}", "",
+                  *_misses_section(result.misses)]
     if result.detector is not None:
         lines += ["", "## Copy-region detector", "", "Per family: queries whose photo lies in a larger picture "
                   "(placed), the share whose first box (the most confident) overlaps the true one with IoU >= 0.5 "
@@ -52,6 +55,20 @@ def markdown_report(result: BenchResult, n_images: Mapping[str, int], title: str
         lines += ["", "## Throughput by workflow step (all images, 2 CPU cores unless stated)", "",
                   markdown_table(stages)]
     return "\n".join(lines) + "\n"
+
+
+#: Rows of the missed-copies table a report shows; the count of all misses is given above it.
+MISSES_SHOWN = 20
+
+
+def _misses_section(misses: pd.DataFrame) -> list[str]:
+    if not len(misses):
+        return ["Every copy query ranks its true reference first."]
+    shown = "" if len(misses) <= MISSES_SHOWN else f"; the first {MISSES_SHOWN} by query id"
+    count = "1 copy query" if len(misses) == 1 else f"{len(misses)} copy queries"
+    return [f"{count}{shown}: the true reference, what ranks first instead (and its score), "
+            f"and the rank each system gives the true reference (empty: not among its {MAX_PER_QUERY} best "
+            "predictions for the query).", "", markdown_table(misses.head(MISSES_SHOWN))]
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

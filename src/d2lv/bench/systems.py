@@ -35,10 +35,15 @@ class BenchResult:
     families: pd.DataFrame  # recall@1 per system and recipe family
     curves: dict[str, metrics.PRCurve] = field(default_factory=dict)
     false_positives: pd.DataFrame | None = None  # the last system's best-scored non-copies
+    misses: pd.DataFrame | None = None  # the copies the last system misses at rank 1 (metrics.missed_copies)
     detector: pd.DataFrame | None = None  # box recall per family (:func:`d2lv.evaluation.metrics.detector_recall`)
 
 
-def read_predictions(spec: str, max_per_query: int = 10) -> pd.DataFrame:
+#: Predictions per query a system is scored on: its best by score.
+MAX_PER_QUERY = 10
+
+
+def read_predictions(spec: str, max_per_query: int = MAX_PER_QUERY) -> pd.DataFrame:
     """``PATH[#COLUMN[@PRESENT]]``: a CSV or Parquet file (or a glob pattern of Parquet files, e.g. the
     per-shard candidates of one branch), scored by ``score`` or by COLUMN, keeping only rows where
     column PRESENT has a value (e.g. the pairs one branch recalled), and each query's ``max_per_query``
@@ -129,6 +134,8 @@ def evaluate_systems(systems: Sequence[System], ground_truth: pd.DataFrame, cate
     table = pd.DataFrame(rows)
     if baseline_seconds:
         table["time_vs_pdq"] = table.seconds_per_image * total_images / baseline_seconds
-    false_positives = (metrics.top_false_positives(systems[-1].predictions, ground_truth, categories)
-                       if systems else None)
-    return BenchResult(table, pd.DataFrame(families), curves, false_positives)
+    if not systems:
+        return BenchResult(table, pd.DataFrame(families), curves)
+    false_positives = metrics.top_false_positives(systems[-1].predictions, ground_truth, categories)
+    misses = metrics.missed_copies({s.name: s.predictions for s in systems}, ground_truth, categories)
+    return BenchResult(table, pd.DataFrame(families), curves, false_positives, misses)

@@ -9,7 +9,7 @@ of ground-truth queries that are not in it are left out (and counted).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -59,15 +59,8 @@ def recall_at_one(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> floa
     As for micro-AP, a non-match tied with a match at the top score ranks first,
     so a tie never helps (and the result does not depend on row order).
     """
-    positives = ground_truth[ground_truth.reference_id != ""]
-    copy_queries = positives.query_id.unique()
-    if len(copy_queries) == 0:
-        return 0.0
-    is_match = isc.is_positive(predictions, ground_truth)
-    order = np.lexsort((is_match, -predictions.score.to_numpy(np.float64)))
-    first_of_query = ~pd.Series(predictions.query_id.to_numpy()[order]).duplicated().to_numpy()
-    correct = int(is_match[order][first_of_query].sum())
-    return correct / len(copy_queries)
+    ranks = true_reference_rank(predictions, ground_truth)
+    return float(ranks.eq(1).mean()) if len(ranks) else 0.0
 
 
 @dataclass(frozen=True)
@@ -213,6 +206,48 @@ def top_false_positives(predictions: pd.DataFrame, ground_truth: pd.DataFrame, c
     similar = info.get("similar_reference_id", pd.Series("", index=info.index)).fillna("")
     wrong["same_object"] = similar.to_numpy() == wrong.reference_id.to_numpy()
     return wrong[["query_id", "reference_id", "score", "kind", "recipe", "same_object"]]
+
+
+def true_reference_rank(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.Series:
+    """Per copy query, the rank of its best-ranked true reference among its predictions (NaN: none
+    predicted), by the tie rule of :func:`recall_at_one`: a non-match tied with it ranks before it."""
+    positives = ground_truth[ground_truth.reference_id != ""]
+    pairs = _ranked_pairs(predictions, ground_truth)
+    first_match = pairs[pairs.match].groupby("query_id").position.min()
+    return (first_match + 1).reindex(pd.Index(positives.query_id.unique(), name="query_id")).astype("float64")
+
+
+def _ranked_pairs(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
+    """Each predicted pair once, with ``match`` and its 0-based ``position`` in its query's ranking
+    (by descending score, a non-match before a match of equal score)."""
+    pairs = unique_pairs(predictions)
+    pairs = pairs.assign(match=isc.is_positive(pairs, ground_truth))
+    pairs = pairs.sort_values(["query_id", "score", "match"], ascending=[True, False, True], kind="stable")
+    return pairs.assign(position=pairs.groupby("query_id").cumcount())
+
+
+def missed_copies(predictions: Mapping[str, pd.DataFrame], ground_truth: pd.DataFrame,
+                  categories: pd.DataFrame | None) -> pd.DataFrame:
+    """The copy queries the last system of ``predictions`` (system name -> predictions) misses at rank 1,
+    and where each system ranks their true reference: which branch, if any, still finds them.
+
+    Columns: ``query_id``, ``reference_id`` (the true reference; the first, for a query with several),
+    ``recipe`` (from ``categories``), the last system's ``top_reference_id`` and ``top_score`` (empty
+    and NaN where it predicts nothing), and per system a column named after it: the true reference's
+    rank (NaN: not among that system's predictions).
+    """
+    names = list(predictions)
+    ranks = pd.DataFrame({name: true_reference_rank(predictions[name], ground_truth) for name in names})
+    missed = ranks[ranks[names[-1]].ne(1)].sort_index()
+    last = _ranked_pairs(predictions[names[-1]], ground_truth)
+    top = last[last.position == 0].set_index("query_id").reindex(missed.index)
+    truth = ground_truth[ground_truth.reference_id != ""].drop_duplicates("query_id").set_index("query_id")
+    out = pd.DataFrame({"reference_id": truth.reference_id.reindex(missed.index)}, index=missed.index)
+    if categories is not None:
+        out["recipe"] = categories.set_index("query_id").recipe.reindex(missed.index).fillna("")
+    out["top_reference_id"] = top.reference_id.fillna("")
+    out["top_score"] = top.score
+    return out.join(missed).reset_index()
 
 
 BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
