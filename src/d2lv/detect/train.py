@@ -1,10 +1,10 @@
-"""Training the copy-region detector: Ultralytics' YOLOv5u from scratch, on a prepared YOLO data set.
+"""Training the copy-region detector: Ultralytics' YOLOv5u on a prepared YOLO data set.
 
 The original method (ISC 2021 matching track, 3rd place) runs a YOLOv5 detector of one
 class, "copy region", over every query and matches the crop of its box as one more view of
-the query. Here the detector is Ultralytics' YOLOv5u (``yolov5nu.yaml``), trained from
-scratch on a set synthesised from the user's references themselves
-(:func:`d2lv.synth.detector_set.synthesise_training_set`).
+the query. Here the detector is Ultralytics' YOLOv5u (``yolov5nu.yaml``), trained on images
+synthesised from photos (:func:`d2lv.synth.detector_set.synthesise_training_set`): d2lv's training
+photos for the shipped detector, the user's references for ``detect.train: true``.
 """
 
 from __future__ import annotations
