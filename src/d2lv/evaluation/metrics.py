@@ -211,9 +211,13 @@ def top_false_positives(predictions: pd.DataFrame, ground_truth: pd.DataFrame, c
 def true_reference_rank(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.Series:
     """Per copy query, the rank of its best-ranked true reference among its predictions (NaN: none
     predicted), by the tie rule of :func:`recall_at_one`: a non-match tied with it ranks before it."""
+    return _true_reference_rank(_ranked_pairs(predictions, ground_truth), ground_truth)
+
+
+def _true_reference_rank(ranked: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.Series:
+    """:func:`true_reference_rank` of pairs :func:`_ranked_pairs` has ranked."""
     positives = ground_truth[ground_truth.reference_id != ""]
-    pairs = _ranked_pairs(predictions, ground_truth)
-    first_match = pairs[pairs.match].groupby("query_id").position.min()
+    first_match = ranked[ranked.match].groupby("query_id").position.min()
     return (first_match + 1).reindex(pd.Index(positives.query_id.unique(), name="query_id")).astype("float64")
 
 
@@ -236,10 +240,10 @@ def missed_copies(predictions: Mapping[str, pd.DataFrame], ground_truth: pd.Data
     and NaN where it predicts nothing), and per system a column named after it: the true reference's
     rank (NaN: not among that system's predictions).
     """
-    names = list(predictions)
-    ranks = pd.DataFrame({name: true_reference_rank(predictions[name], ground_truth) for name in names})
-    missed = ranks[ranks[names[-1]].ne(1)].sort_index()
-    last = _ranked_pairs(predictions[names[-1]], ground_truth)
+    ranked = {name: _ranked_pairs(frame, ground_truth) for name, frame in predictions.items()}
+    ranks = pd.DataFrame({name: _true_reference_rank(pairs, ground_truth) for name, pairs in ranked.items()})
+    last = list(ranked.values())[-1]
+    missed = ranks[ranks.iloc[:, -1].ne(1)].sort_index()
     top = last[last.position == 0].set_index("query_id").reindex(missed.index)
     truth = ground_truth[ground_truth.reference_id != ""].drop_duplicates("query_id").set_index("query_id")
     out = pd.DataFrame({"reference_id": truth.reference_id.reindex(missed.index)}, index=missed.index)
