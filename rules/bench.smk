@@ -6,29 +6,12 @@
 BENCH = f"{RESULTS}/bench"
 
 
-rule bench_pdq_hash:
-    """PDQ hashes of one shard (8 dihedral variants for queries)."""
-    input:
-        f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
-    output:
-        f"{WORK}/pdq/{{set}}/{{shard}}.h5",
-    log:
-        f"{LOGS}/bench_pdq_hash/{{set}}/{{shard}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/bench_pdq_hash/{{set}}/{{shard}}.tsv"
-    conda:
-        "../envs/d2lv.yaml"
-    params:
-        options=d2lv_workflow.flags(config, DecodeParams),
-    shell:
-        "d2lv bench pdq-hash --quiet {input:q} --set {wildcards.set:q} -o {output:q} {params.options} 2> {log:q}"
-
-
 rule bench_pdq_match:
-    """Nearest references of every query by Hamming distance over the dihedral variants."""
+    """The PDQ baseline: nearest references of every query by Hamming distance over the dihedral variants (the
+    whole query only, no threshold)."""
     input:
-        queries=shard_files(f"{WORK}/pdq/{{set}}/{{shard}}.h5", "queries"),
-        references=shard_files(f"{WORK}/pdq/{{set}}/{{shard}}.h5", "references"),
+        queries=shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "queries"),
+        references=shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
     output:
         f"{BENCH}/pdq.parquet",
     log:
@@ -99,7 +82,8 @@ rule bench_report:
         ),
         matches=f"{RESULTS}/matches.parquet",
         global_store=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references") if GLOBAL_ENABLED else [],
-        pdq_store=shard_files(f"{WORK}/pdq/{{set}}/{{shard}}.h5", "references"),
+        pdq_store=shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
+        pdq_candidates=shard_files(f"{WORK}/pdq/queries/candidates/{{shard}}.parquet", "queries") if PDQ_ENABLED else [],
         cnn_store=shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "references"),
         local_index=[f"{INDEX}/merged.faiss", f"{INDEX}/merged.ivfdata"],
         local_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),

@@ -14,6 +14,7 @@ from d2lv.descriptor.params import (
 from d2lv.detect.params import BoxParams, DetectorParams, TrainingParams, detector_weights
 from d2lv.fusion.params import CalibrationParams, FitParams, MergeParams, OutputParams
 from d2lv.io.images import DecodeParams
+from d2lv.pdq.params import PdqParams
 from d2lv.local.params import (
     CandidateParams,
     IndexDevice,
@@ -32,6 +33,7 @@ SET_FOLDERS = {"queries": config["queries"], "references": config["references"]}
 if config["global"]["background"]:
     SET_FOLDERS["background"] = config["global"]["background"]
 GLOBAL_ENABLED = config["global"]["enabled"]
+PDQ_ENABLED = config["pdq"]["enabled"]
 DETECT = config["detect"]
 DETECT_ENABLED = DETECT["enabled"]
 MERGE = config["merge"]
@@ -113,6 +115,11 @@ def shard_files(pattern, set_name):
     return expand(pattern, set=set_name, shard=list(PLANS[set_name]))
 
 
+def views_of(qset):
+    """The query views of a query set: its queries, and their crops when the detector runs."""
+    return [view for view, base in VIEWS.items() if base == qset]
+
+
 def candidate_tables(qset, shard):
     """Every branch's candidates of one query shard: the pairs each of its views verifies."""
     tables = [f"{WORK}/local/{qset}/candidates/{shard}.parquet"]
@@ -120,6 +127,8 @@ def candidate_tables(qset, shard):
         tables.append(f"{WORK}/local/{qset}_crops/candidates/{shard}.parquet")
     if GLOBAL_ENABLED:
         tables.append(f"{WORK}/global/{qset}/candidates/{shard}.parquet")
+    if PDQ_ENABLED:
+        tables.append(f"{WORK}/pdq/{qset}/candidates/{shard}.parquet")
     return tables
 
 
@@ -132,12 +141,13 @@ def query_crops(wildcards):
 
 def merge_inputs(qset):
     """What the merge of one query set reads: candidates of every branch, scores of every view, boxes."""
-    views = [v for v, base in VIEWS.items() if base == qset]
+    views = views_of(qset)
     per_shard = lambda pattern: shard_files(pattern, qset)
     return {
         "local": per_shard(f"{WORK}/local/{qset}/candidates/{{shard}}.parquet"),
         "crop": per_shard(f"{WORK}/local/{qset}_crops/candidates/{{shard}}.parquet") if DETECT_ENABLED else [],
         "global_": per_shard(f"{WORK}/global/{qset}/candidates/{{shard}}.parquet") if GLOBAL_ENABLED else [],
+        "pdq": per_shard(f"{WORK}/pdq/{qset}/candidates/{{shard}}.parquet") if PDQ_ENABLED else [],
         "scores": [f for v in views for f in per_shard(f"{WORK}/local/{v}/scores/{{shard}}.parquet")],
         "boxes": per_shard(f"{WORK}/detect/{qset}/boxes/{{shard}}.parquet") if DETECT_ENABLED else [],
     }
@@ -147,6 +157,8 @@ def final_outputs():
     outputs = [f"{RESULTS}/matches.csv", f"{RESULTS}/skipped.csv", f"{RESULTS}/report/metrics.csv"]
     if GLOBAL_ENABLED:
         outputs.append(f"{RESULTS}/global_descriptors.h5")
+    if PDQ_ENABLED:
+        outputs.append(f"{RESULTS}/pdq_hashes.csv")
     if GROUND_TRUTH:
         outputs.append(f"{RESULTS}/metrics.json")
     return outputs
@@ -163,11 +175,12 @@ def report_systems(wildcards, input):
     crop = f"manifest,sift,train_detector,detect/queries,{index_steps},local_recall/queries_crops"
     glob = "manifest,global_extract,global_whitening,global_search/queries"
     every = f"manifest,sift,{index_steps},local_recall,verify,global_extract,global_whitening"
-    every += ",global_search,train_detector,detect,make_calibration,fit_merge,matches"
+    every += ",global_search,pdq_hash,pdq_search,train_detector,detect,make_calibration,fit_merge,matches"
+    hashes = "manifest,pdq_hash/queries,pdq_hash/references"
     index = [*input.local_index, *input.local_features]
     per_shard = lambda files: os.path.join(os.path.dirname(files[0]), "*.parquet")
     systems = [
-        ("PDQ", input.pdq, "manifest,bench_pdq_hash,bench_pdq_match", input.pdq_store),
+        ("PDQ", input.pdq, f"{hashes},bench_pdq_match", input.pdq_store),
         (
             "CNN global (ImageNet GeM)",
             f"{input.cnn}#similarity",
@@ -190,7 +203,10 @@ def report_systems(wildcards, input):
         systems.append(
             ("d2lv global branch", f"{per_shard(input.global_candidates)}#similarity", glob, input.global_store)
         )
-    stored = [*index, *input.global_store]
+    if PDQ_ENABLED:
+        hash_steps = f"{hashes},pdq_hash/queries_crops,train_detector,detect/queries,pdq_search/queries"
+        systems.append(("d2lv hash branch", f"{per_shard(input.pdq_candidates)}#score", hash_steps, input.pdq_store))
+    stored = [*index, *input.global_store, *(input.pdq_store if PDQ_ENABLED else [])]
     if CALIBRATED:
         systems.append(("d2lv sum merge", f"{input.matches}#score_sum", every, stored))
     systems.append((f"d2lv full ({MERGE['mode']} merge)", input.matches, every, stored))

@@ -42,7 +42,7 @@ rule fit_merge:
     params:
         options=d2lv_workflow.flags(config, FitParams),
     shell:
-        "d2lv fit-merge --local {input.local:q} --crop {input.crop:q} --global {input.global_:q}"
+        "d2lv fit-merge --local {input.local:q} --crop {input.crop:q} --global {input.global_:q} --pdq {input.pdq:q}"
         " --scores {input.scores:q} --boxes {input.boxes:q} --ground-truth {input.ground_truth:q}"
         " --ignore {input.overlaps:q}"
         " {params.options} -o {output:q} 2> {log:q}"

@@ -16,7 +16,7 @@ rule matches:
         options=d2lv_workflow.flags(config, MergeParams, OutputParams),
         model=lambda wildcards, input: d2lv_workflow.path_option("--model", input.model),
     shell:
-        "d2lv matches --quiet --local {input.local:q} --crop {input.crop:q} --global {input.global_:q}"
+        "d2lv matches --quiet --local {input.local:q} --crop {input.crop:q} --global {input.global_:q} --pdq {input.pdq:q}"
         " --scores {input.scores:q} --boxes {input.boxes:q} {params.options} {params.model} -o {output.csv:q}"
         " --parquet {output.parquet:q} 2> {log:q}"
 

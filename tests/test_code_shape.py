@@ -32,7 +32,7 @@ def test_every_subpackage_says_what_it_is_for():
 #: dependencies point one way (io <- stages <- fusion <- evaluation/report <- bench/synth <- cli/workflow).
 LAYERS = {
     "errors": 0, "options": 0, "device": 0, "io": 1,
-    "local": 2, "descriptor": 2, "detect": 2,
+    "local": 2, "descriptor": 2, "detect": 2, "pdq": 2,
     "fusion": 3, "evaluation": 4, "report": 5, "bench": 6, "synth": 7,
     "workflow": 8, "cli": 8,
 }

@@ -124,6 +124,16 @@ def test_the_best_views_inliers_enter_as_octave_indicators_too():
     assert octaves.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
 
 
+def test_hash_features_say_how_close_the_hashes_are_only_where_the_branch_proposed_the_pair():
+    pairs = pd.DataFrame({"pdq_hamming": [0.0, 20.0, 64.0, np.nan], "pdq_quality": [100.0, 50.0, 100.0, np.nan]})
+    names, x = merge.design_matrix(pairs)
+    column = lambda name: x[:, names.index(name)].tolist()
+    assert column("proposed_pdq") == [1, 1, 1, 0]
+    assert column("pdq_closeness") == pytest.approx([1.0, 1 - 20 / 128, 0.5, 0.0])
+    assert column("pdq_match") == [1, 1, 0, 0]
+    assert column("pdq_quality") == pytest.approx([1.0, 0.5, 1.0, 0.0])
+
+
 def test_fitted_model_ranks_copies_first_and_scores_are_probabilities(calibrated_run):
     model = json.loads((calibrated_run / "model.json").read_text())
     assert model["n_positive"] >= 25 and model["n_negative"] > model["n_positive"]

@@ -41,6 +41,39 @@ class TestExtract:
         assert keypoints.shape == (0, 4) and descriptors.shape == (0, 128)
 
 
+def faint_shapes() -> np.ndarray:
+    """A low-texture graphic: a few discs of a shade close to the flat background's."""
+    image = np.full((480, 640), 200, np.uint8)
+    for (x, y, r), shade in zip([(150, 140, 60), (420, 300, 90), (520, 110, 40), (260, 360, 70)], (188, 212, 190, 210)):
+        cv2.circle(image, (x, y), r, shade, thickness=-1)
+    return image
+
+
+def test_a_low_texture_image_is_detected_again_at_a_lower_contrast(photos):
+    once = SiftParams(low_texture_keypoints=0)
+    retried, _ = sift.extract(faint_shapes())
+    plain, _ = sift.extract(faint_shapes(), once)
+    assert len(plain) == 0 and len(retried) >= 8, "the discs' edges are below OpenCV's default contrast"
+    textured = photos["astronaut"]
+    np.testing.assert_array_equal(sift.extract(textured)[0], sift.extract(textured, once)[0])
+
+
+def test_a_dithered_1_bit_copy_of_a_shrunk_photo_still_verifies(photos):
+    """PIL's mode "1" dithers; SIFT at the dither's scale would see only dots (0 inliers without the blur)."""
+    from PIL import Image
+
+    from d2lv.local import verify
+    from d2lv.local.params import VerifyParams
+    from d2lv.local.store import ImageFeatures
+
+    reference = photos["coffee"]  # grey, 600x400
+    query = np.asarray(Image.fromarray(reference).resize((300, 200)).convert("1").convert("L"))
+    assert sift.is_bilevel(query) and not sift.is_bilevel(reference)
+    features = [ImageFeatures(name, image.shape[1], image.shape[0], *sift.extract(image))
+                for name, image in (("q", query), ("r", reference))]
+    assert verify.verify_pair(*features, VerifyParams()).n_inliers >= 20
+
+
 def test_mirror_equals_extraction_on_the_mirrored_image(photos):
     image = photos["astronaut"]
     raw = cv2.SIFT_create(nfeatures=300)

@@ -73,6 +73,9 @@ class TestVerify:
         scores = verify.verify_pairs(pairs, query_store, reference_store, VerifyParams(), "local",
                                      progress=False)
         assert len(scores) == 2, "pairs whose features are absent are not scored"
+        counts = scores.set_index("query_id")
+        assert counts.query_keypoints["q_motorcycle"] == len(query_store.get("q_motorcycle").keypoints)
+        assert (counts.reference_keypoints == len(reference_store.get("astronaut").keypoints)).all()
         assert scores.set_index("query_id").score["q_astronaut"] > 5 * scores.set_index("query_id").score[
             "q_motorcycle"]
 

@@ -1,1 +1,1 @@
-"""The benchmark: the PDQ baseline, every system scored side by side, the written report."""
+"""The benchmark: every system scored side by side, the written report, the scale curve."""

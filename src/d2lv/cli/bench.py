@@ -11,7 +11,6 @@ from d2lv.bench.params import BaselineParams
 from d2lv.cli.common import Subparsers, add_command, named
 from d2lv.cli.prepare import INPUT_SETS
 from d2lv.errors import D2lvError
-from d2lv.io.images import DecodeParams
 
 
 def _bench_make(args: argparse.Namespace) -> None:
@@ -53,21 +52,12 @@ def _bench_scale(args: argparse.Namespace) -> None:
     print(table.to_string(index=False), file=sys.stderr)
 
 
-def _bench_pdq_hash(args: argparse.Namespace) -> None:
-    from d2lv.bench import pdq
-    from d2lv.io import manifest
-
-    hashes = pdq.hash_manifest(manifest.read_manifest(args.manifest), dihedral=args.set == "queries",
-                               max_pixels=args.max_pixels, progress=not args.quiet)
-    pdq.write_hashes(args.out, hashes, {"set": args.set})
-
-
 def _bench_pdq_match(args: argparse.Namespace) -> None:
-    from d2lv.bench import pdq
     from d2lv.io import tables
+    from d2lv.pdq import hashes
 
-    pairs = pdq.match(pdq.read_hashes(args.queries), pdq.read_hashes(args.references),
-                      BaselineParams.from_args(args).topk, progress=not args.quiet)
+    pairs = hashes.match(hashes.read_hashes(args.queries), hashes.read_hashes(args.references),
+                         BaselineParams.from_args(args).topk, progress=not args.quiet)
     tables.write_table(pairs, args.out, tables.PDQ_PAIRS)
 
 
@@ -153,13 +143,6 @@ def _add_scale(steps: Subparsers) -> None:
 
 
 def _add_pdq(steps: Subparsers) -> None:
-    p = add_command(steps, "pdq-hash", _bench_pdq_hash,
-                    "PDQ hashes of a manifest's images (queries: 8 dihedral variants)")
-    p.add_argument("manifest", help="manifest .parquet")
-    p.add_argument("--set", choices=INPUT_SETS, required=True)
-    p.add_argument("-o", "--out", required=True, help="hashes .h5")
-    DecodeParams.add_arguments(p)
-
     p = add_command(steps, "pdq-match", _bench_pdq_match, "nearest references by Hamming distance (PDQ baseline)")
     p.add_argument("--queries", nargs="+", required=True, help="query hashes .h5")
     p.add_argument("--references", nargs="+", required=True, help="reference hashes .h5")

@@ -23,6 +23,8 @@ def _merge_inputs(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], pd
                                                   by=["votes", "mean_distance"], ascending=[False, True])
     if args.global_:
         candidates["global"] = tables.read_tables(args.global_, tables.SIMILARITY_PAIRS)
+    if args.pdq:
+        candidates["pdq"] = tables.read_tables(args.pdq, tables.PDQ_PAIRS)
     scores = views.best_per_query(tables.read_tables(args.scores, tables.SCORES), ["reference_id", "branch"],
                                   by=["n_inliers", "n_matches"], ascending=[False, False])
     boxes = tables.read_tables(args.boxes, tables.BOXES)
@@ -70,6 +72,7 @@ def _add_merge_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local", required=True, nargs="+", help="local-branch candidates .parquet")
     p.add_argument("--crop", nargs="*", default=[], help="cropped-query local-branch candidates .parquet")
     p.add_argument("--global", dest="global_", nargs="*", default=[], help="global-branch candidates .parquet")
+    p.add_argument("--pdq", nargs="*", default=[], help="hash-branch candidates .parquet")
     p.add_argument("--scores", required=True, nargs="+", help="verification scores .parquet, every view")
     p.add_argument("--boxes", nargs="*", default=[], help="detector boxes .parquet (which queries were cropped)")
 

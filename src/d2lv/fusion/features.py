@@ -1,8 +1,9 @@
 """The final answer: one score per (query, reference) pair, in ISC format and as Parquet.
 
 Every branch proposes candidates with its own recall features (local and
-crop: votes and mean descriptor distance; global: cosine similarity); every
-candidate is verified by local matching in each query view. A pair's row
+crop: votes and mean descriptor distance; global: cosine similarity; pdq:
+Hamming distance and hash quality); every candidate is verified by local
+matching in each query view. A pair's row
 gathers all of it, one column per branch and feature, so the merge
 (:mod:`d2lv.fusion.merge`) sees everything.
 """
@@ -17,8 +18,9 @@ from d2lv.fusion import merge
 from d2lv.fusion.params import VIEWS
 from d2lv.io.isc import KEYS
 
-RECALL_FEATURES = {"local": ["votes", "mean_distance"], "crop": ["votes", "mean_distance"], "global": ["similarity"]}
-VERIFY_FEATURES = ["n_matches", "n_inliers", "flipped", "score"]
+RECALL_FEATURES = {"local": ["votes", "mean_distance"], "crop": ["votes", "mean_distance"], "global": ["similarity"],
+                   "pdq": ["hamming", "quality"]}
+VERIFY_FEATURES = ["n_matches", "n_inliers", "flipped", "score", "query_keypoints", "reference_keypoints"]
 
 
 def pair_features(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFrame,

@@ -28,12 +28,15 @@ from d2lv.errors import InputError
 from d2lv.fusion.params import MODES, VIEWS
 from d2lv.io import atomic
 
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 #: The best view's inlier count also enters as indicators of reaching each octave: a linear model of log
 #: counts alone cannot say that many inliers make a copy almost whatever the global similarity says (on
 #: the 1k bench, pastes with 20-50 inliers but no global candidate scored below repeated-texture
 #: near duplicates with 10-17).
 INLIER_OCTAVES = (4, 8, 16, 32, 64)
+#: PDQ Hamming distances (of 256 bits) that the hash branch's closeness is measured from: unrelated images
+#: lie near the middle, and ThreatExchange calls 31 bits or fewer a match.
+PDQ_UNRELATED, PDQ_MATCH = 128.0, 31
 
 
 def _column(pairs: pd.DataFrame, name: str, fill: float = 0.0) -> np.ndarray:
@@ -64,7 +67,7 @@ def design_matrix(pairs: pd.DataFrame) -> tuple[list[str], np.ndarray]:
 
     Counts enter as ``log1p`` (evidence grows slower than counts), the best view's inliers also as
     :data:`INLIER_OCTAVES` indicators; a branch that did not propose the pair contributes zeros plus a
-    0/1 "proposed" indicator.
+    0/1 "proposed" indicator. Each image's keypoint count says how much local evidence to expect.
     """
     inliers = {v: _column(pairs, f"verify_{v}_n_inliers") for v in VIEWS}
     matches = {v: _column(pairs, f"verify_{v}_n_matches") for v in VIEWS}
@@ -85,8 +88,32 @@ def design_matrix(pairs: pd.DataFrame) -> tuple[list[str], np.ndarray]:
         "global_similarity": _column(pairs, "global_similarity"),
         "has_crop": _column(pairs, "has_crop"),
         **{f"inliers_best_ge_{k}": (best_inliers >= k).astype(np.float64) for k in INLIER_OCTAVES},
+        **_local_evidence_features(pairs),
+        **_hash_features(pairs),
     }
     return list(features), np.column_stack(list(features.values())) if len(pairs) else np.zeros((0, len(features)))
+
+
+def _local_evidence_features(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """How much local evidence a pair could have: the fewer keypoints either image has (a gradient, flat
+    colour, paper), the less a missing inlier says against a copy."""
+    return {
+        "log_keypoints_query": np.log1p(_column(pairs, "verify_local_query_keypoints")),
+        "log_keypoints_reference": np.log1p(_column(pairs, "verify_local_reference_keypoints")),
+    }
+
+
+def _hash_features(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The hash branch's evidence: how much closer than unrelated images the PDQ hashes are (0 where the
+    branch did not propose the pair), a ThreatExchange match, and the hashes' quality."""
+    proposed = _present(pairs, "pdq_hamming")
+    hamming = _column(pairs, "pdq_hamming", fill=PDQ_UNRELATED)
+    return {
+        "proposed_pdq": proposed,
+        "pdq_closeness": np.clip(1.0 - hamming / PDQ_UNRELATED, 0.0, 1.0),
+        "pdq_match": (hamming <= PDQ_MATCH).astype(np.float64),
+        "pdq_quality": proposed * _column(pairs, "pdq_quality") / 100.0,
+    }
 
 
 @dataclass(frozen=True)

@@ -39,13 +39,15 @@ PAIRS = pa.schema(
     ]
 )
 
-#: PDQ baseline pairs: nearest references by Hamming distance over the query's 8 dihedral variants.
+#: PDQ pairs (the hash branch, the PDQ baseline): nearest references by Hamming distance over the query's
+#: 8 dihedral variants.
 PDQ_PAIRS = pa.schema(
     [
         ("query_id", pa.string()),
         ("reference_id", pa.string()),
         ("score", pa.float32()),  # 1 - hamming / 256: 1 for identical hashes, ~0.5 for unrelated images
         ("hamming", pa.int32()),  # min over the query's variants, 0..256
+        ("quality", pa.int32()),  # PDQ quality (0..100) of the flatter image of the two; below ~50 unreliable
         ("rank", pa.int32()),  # 1 = best reference of this query
     ]
 )
@@ -77,6 +79,9 @@ SCORES = pa.schema(
         ("n_inliers", pa.int32()),
         ("flipped", pa.bool_()),
         ("score", pa.float32()),
+        # the local evidence a pair could have: a smooth image yields few keypoints, so few inliers
+        ("query_keypoints", pa.int32()),
+        ("reference_keypoints", pa.int32()),
     ]
 )
 

@@ -26,6 +26,9 @@ class SiftParams(Options):
     max_upscale: float = option(2.0, "upsample an image whose short side is below short_side at most this many times "
                                 "(1: never)")
     max_keypoints: int = option(600, "keep the strongest keypoints")
+    low_texture_keypoints: int = option(100, "an image with fewer keypoints (a graphic, a gradient, paper) is "
+                                        "detected again at a lower contrast threshold (0: never)")
+    low_texture_contrast: float = option(0.01, "... this contrast threshold (OpenCV's default: 0.04)")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,17 @@ def resize_for_sift(gray: np.ndarray, short_side: int, max_upscale: float = 1.0)
     return gray, scale
 
 
+#: Blur (sigma, in the image's pixels) that brings a bilevel image (1-bit, dithered) back to grey levels
+#: before SIFT: at the dither's own scale SIFT sees only the dot pattern, and a copy shrunk before it was
+#: dithered verifies with no inlier at all.
+BILEVEL_SIGMA = 0.8
+
+
+def is_bilevel(gray: np.ndarray) -> bool:
+    """Whether every pixel is the darkest or the lightest value (a 1-bit image, e.g. PIL mode "1")."""
+    return gray.size > 0 and bool(np.all((gray == gray.min()) | (gray == gray.max())))
+
+
 def rootsift_uint8(descriptors: np.ndarray) -> np.ndarray:
     """Map raw SIFT descriptors (float32, Nx128) to quantised RootSIFT (uint8)."""
     l1 = descriptors.sum(axis=1, keepdims=True)
@@ -52,13 +63,21 @@ def dequantize(descriptors: np.ndarray) -> np.ndarray:
 def extract(gray: np.ndarray, params: SiftParams = SiftParams()) -> tuple[np.ndarray, np.ndarray]:
     """Detect SIFT keypoints and compute RootSIFT descriptors.
 
+    A low-texture image (fewer than ``low_texture_keypoints``) is detected again at a lower contrast
+    threshold: the edges of flat shapes and faint graphics then give some local evidence. A bilevel
+    image is blurred first (:data:`BILEVEL_SIGMA`).
+
     Returns:
         keypoints: float32 ``[N, 4]`` (x, y, size, angle) in pixels of ``gray``.
         descriptors: uint8 ``[N, 128]`` quantised RootSIFT, strongest first.
     """
+    if is_bilevel(gray):
+        gray = cv2.GaussianBlur(gray, (0, 0), BILEVEL_SIGMA)
     small, scale = resize_for_sift(gray, params.short_side, params.max_upscale)
-    sift = cv2.SIFT_create(nfeatures=params.max_keypoints)
-    keypoints, descriptors = sift.detectAndCompute(small, None)
+    keypoints, descriptors = cv2.SIFT_create(nfeatures=params.max_keypoints).detectAndCompute(small, None)
+    if len(keypoints) < params.low_texture_keypoints:
+        sift = cv2.SIFT_create(nfeatures=params.max_keypoints, contrastThreshold=params.low_texture_contrast)
+        keypoints, descriptors = sift.detectAndCompute(small, None)
     if descriptors is None or not keypoints:
         return np.zeros((0, 4), np.float32), np.zeros((0, DESCRIPTOR_DIM), np.uint8)
     order = np.argsort([-k.response for k in keypoints], kind="stable")[:params.max_keypoints]

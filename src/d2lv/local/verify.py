@@ -240,7 +240,8 @@ def verify_pairs(pairs: pd.DataFrame, queries: FeatureStore, references: Feature
     rows = []
     for q_id, r_id in tqdm(known[["query_id", "reference_id"]].itertuples(index=False),
                            total=len(known), desc="verify", unit="pair", disable=not progress):
-        score = verify_pair(query_features(q_id), reference_features(r_id), params, extraction)
+        query, reference = query_features(q_id), reference_features(r_id)
+        score = verify_pair(query, reference, params, extraction)
         rows.append((q_id, r_id, branch, score.n_matches, score.n_inliers, score.flipped,
-                     pair_score(score, params.geometry)))
+                     pair_score(score, params.geometry), len(query.keypoints), len(reference.keypoints)))
     return pd.DataFrame(rows, columns=tables.SCORES.names)

@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from d2lv.bench import pdq
 from d2lv.errors import InputError
 from d2lv.io.images import find_images
+from d2lv.pdq import hashes as pdq
 from d2lv.synth.common import balanced, check_counts, load_rgb, reference_id, rng_stream, write_set
 from d2lv.synth.edits import Edited
 from d2lv.synth.families import FAMILIES, apply_family
@@ -142,7 +142,7 @@ def collect_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
     return found
 
 
-#: Photos whose PDQ hashes (256 bits, :mod:`d2lv.bench.pdq`) differ in at most this many bits are
+#: Photos whose PDQ hashes (256 bits, :mod:`d2lv.pdq.hashes`) differ in at most this many bits are
 #: taken for one picture. PDQ's usual matching threshold (31) catches re-encoded, resized and
 #: recoloured copies but not reframed ones: cropping 2% off each side already costs 30-50 bits,
 #: and UKBench's ukbench00823/ukbench00911 (one photo, reframed) are 68 bits apart. Unrelated
@@ -156,7 +156,7 @@ def drop_near_duplicates(
 ) -> list[Path]:
     """``paths`` without the photos that nearly duplicate an earlier one, in order.
 
-    Two photos nearly duplicate each other when their PDQ hashes (:mod:`d2lv.bench.pdq`) differ in
+    Two photos nearly duplicate each other when their PDQ hashes (:mod:`d2lv.pdq.hashes`) differ in
     at most ``max_distance`` of 256 bits: the same picture re-encoded, resized, recoloured
     slightly or reframed by a few pixels; not crops or heavier edits. A photo is dropped when
     it nearly duplicates an earlier photo that is kept.

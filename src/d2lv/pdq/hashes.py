@@ -1,4 +1,8 @@
-"""PDQ perceptual-hash baseline: one 256-bit hash per image, matched by Hamming distance.
+"""PDQ perceptual hashes (Meta's ThreatExchange): one 256-bit hash per image, matched by Hamming distance.
+
+The hash branch of the pipeline, and the benchmark's PDQ baseline. A hash sees the whole image at
+once, from its low frequencies: it finds mild copies of smooth, low-texture images (gradients, flat
+colour, paper) where SIFT finds too few keypoints to verify, and it misses crops and pastes.
 
 References get one hash each; queries get all eight dihedral variants (the
 rotations by 0/90/180/270 degrees and the four mirrorings), so a rotated or
@@ -43,9 +47,6 @@ HASH_BYTES = HASH_BITS // 8
 #: pdqhash.compute_dihedral's order, as numpy operations on the upright image.
 DIHEDRAL_VARIANTS = ("identity", "rot90", "rot180", "rot270", "flip_ud", "flip_lr", "transpose", "antitranspose")
 
-BRANCH = "pdq"
-
-#: Parquet schema of :func:`match`'s pairs (not yet in :mod:`d2lv.io.tables`).
 ImageSource = str | os.PathLike | np.ndarray
 
 
@@ -174,8 +175,8 @@ def match(queries: PdqHashes, references: PdqHashes, topk: int = 20, max_distanc
     """The ``topk`` nearest references of every query by min Hamming distance over its variants.
 
     Pairs farther than ``max_distance`` are dropped; images (either side) whose PDQ quality
-    is below ``min_quality`` take no part. Ties in distance are broken by reference id.
-    Columns: :data:`d2lv.io.tables.PDQ_PAIRS`.
+    is below ``min_quality`` take no part. Ties in distance are broken by reference id. A pair's
+    ``quality`` is the lower of its two images'. Columns: :data:`d2lv.io.tables.PDQ_PAIRS`.
     """
     if topk < 1:
         raise InputError(f"topk must be at least 1, got {topk}")
@@ -202,10 +203,12 @@ def match(queries: PdqHashes, references: PdqHashes, topk: int = 20, max_distanc
     if max_distance is not None:
         hits = hits[hits.hamming <= max_distance]
     best = hits.groupby(["q", "r"], sort=False).hamming.min().reset_index()
+    q, r = best.q.to_numpy(), best.r.to_numpy()
     frame = pd.DataFrame({
-        "query_id": np.asarray(queries.ids, dtype=object)[best.q.to_numpy()],
-        "reference_id": np.asarray(references.ids, dtype=object)[best.r.to_numpy()],
+        "query_id": np.asarray(queries.ids, dtype=object)[q],
+        "reference_id": np.asarray(references.ids, dtype=object)[r],
         "hamming": best.hamming.to_numpy(np.int32),
+        "quality": np.minimum(queries.quality[q], references.quality[r]),
     })
     return rank_pairs(frame, topk)
 
@@ -219,5 +222,19 @@ def rank_pairs(pairs: pd.DataFrame, topk: int) -> pd.DataFrame:
         return tables.empty_frame(tables.PDQ_PAIRS)
     ordered = tables.rank_within_query(pairs, [("hamming", True)], topk)
     ordered["hamming"] = ordered.hamming.astype(np.int32)
+    ordered["quality"] = ordered.quality.astype(np.int32)
     ordered["score"] = (1.0 - ordered.hamming / HASH_BITS).astype(np.float32)
     return ordered[tables.PDQ_PAIRS.names]
+
+
+def hex_hash(packed: np.ndarray) -> str:
+    """A packed hash as ThreatExchange writes it: 64 lower-case hex digits, the first bit most significant."""
+    return bytes(np.asarray(packed, dtype=np.uint8)).hex()
+
+
+def write_threatexchange(path: str | os.PathLike, hashes: PdqHashes) -> None:
+    """One line ``hash,quality,id`` per image, as ThreatExchange's ``pdq-photo-hasher`` prints them (with the
+    image id where it prints the file name): the format hash-sharing lists and HMA banks take in."""
+    with atomic.replacing(path) as partial, open(partial, "w") as f:
+        for image_id, packed, quality in zip(hashes.ids, hashes.hashes[:, 0], hashes.quality):
+            f.write(f"{hex_hash(packed)},{int(quality)},{image_id}\n")

@@ -1,4 +1,4 @@
-"""PDQ baseline: copies are near in Hamming space, unrelated photos far; files round-trip."""
+"""PDQ hashes: copies are near in Hamming space, unrelated photos far; files round-trip; ThreatExchange export."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import io
 
 import numpy as np
 import pandas as pd
+import pdqhash
 import pytest
 from PIL import Image
 from skimage import data
 
-from d2lv.bench import pdq
+from d2lv import cli
 from d2lv.io import tables
+from d2lv.pdq import hashes as pdq
 
 #: ThreatExchange's usual PDQ match threshold.
 MATCH_DISTANCE = 31
@@ -147,3 +149,39 @@ def test_empty_inputs_give_empty_pairs(references):
     none = pdq.PdqHashes([], np.zeros((0, 8, 32), np.uint8), np.zeros(0, np.int32))
     pairs = pdq.match(none, references, progress=False)
     assert pairs.empty and list(pairs.columns) == tables.PDQ_PAIRS.names
+
+
+def test_a_pairs_quality_is_its_flatter_images(references, queries):
+    pairs = pdq.match(queries, references, topk=5, progress=False)
+    quality = dict(zip(references.ids, references.quality)) | dict(zip(queries.ids, queries.quality))
+    expected = [min(quality[q], quality[r]) for q, r in zip(pairs.query_id, pairs.reference_id)]
+    assert pairs.quality.tolist() == expected
+
+
+def test_threatexchange_export_writes_its_hex_convention(references, photos, tmp_path):
+    out = tmp_path / "hashes.csv"
+    pdq.write_threatexchange(out, references)
+    lines = out.read_text().splitlines()
+    assert [line.split(",")[2] for line in lines] == references.ids
+    bits, quality = pdqhash.compute(np.ascontiguousarray(photos["chelsea"]))
+    # ThreatExchange's python hasher: the 256 bits as one binary number, 64 lower-case hex digits
+    expected = "%0*x" % (64, int("".join(str(int(b)) for b in bits), 2))
+    assert lines[references.ids.index("chelsea")] == f"{expected},{quality},chelsea"
+
+
+def test_search_keeps_each_querys_closest_view(references, queries, tmp_path):
+    """pdq-search: a query and its crop (``<id>/2``) both propose references; each pair keeps the closer view."""
+    crop = queries.subset(np.array([q == "chelsea_rot90" for q in queries.ids]))
+    crop.ids = ["chelsea_jpeg/2"]
+    for name, hashes in {"queries": queries, "crops": crop, "references": references}.items():
+        pdq.write_hashes(tmp_path / f"{name}.h5", hashes)
+    out = tmp_path / "candidates.parquet"
+    assert cli.main(["pdq-search", "--queries", str(tmp_path / "queries.h5"), str(tmp_path / "crops.h5"),
+                     "--references", str(tmp_path / "references.h5"), "-o", str(out), "--topk", "2", "--quiet"]) == 0
+    found = tables.read_tables([out], tables.PDQ_PAIRS)
+    assert set(found.query_id) == set(queries.ids), "a crop's candidates belong to its query"
+    chelsea = references.hashes[references.ids.index("chelsea"), 0]
+    by_view = [pdq.hamming(view.hashes[0], chelsea).min() for view in (queries.subset(
+        np.array([q == "chelsea_jpeg" for q in queries.ids])), crop)]
+    pair = found[(found.query_id == "chelsea_jpeg") & (found.reference_id == "chelsea")]
+    assert pair.hamming.tolist() == [min(by_view)]

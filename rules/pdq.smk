@@ -1,0 +1,56 @@
+PDQ = config["pdq"]
+PDQ_HASHES = f"{WORK}/pdq/hashes"
+
+
+rule pdq_hash:
+    """PDQ hashes of one shard: one per reference, the 8 dihedral variants of each image of a query view."""
+    input:
+        f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
+    output:
+        f"{PDQ_HASHES}/{{set}}/{{shard}}.h5",
+    log:
+        f"{LOGS}/pdq_hash/{{set}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pdq_hash/{{set}}/{{shard}}.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        options=d2lv_workflow.flags(config, DecodeParams),
+        dihedral=lambda wc: "--dihedral" if wc.set in VIEWS else "",
+    shell:
+        "d2lv pdq-hash --quiet {input:q} --set {wildcards.set:q} {params.dihedral} -o {output:q} {params.options}"
+        " 2> {log:q}"
+
+
+rule pdq_search:
+    """Each query of one shard: its nearest references by Hamming distance, over all of its views."""
+    input:
+        queries=lambda wc: [f"{PDQ_HASHES}/{view}/{wc.shard}.h5" for view in views_of(wc.qset)],
+        references=lambda wc: searched_stores(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", wc.qset),
+    output:
+        f"{WORK}/pdq/{{qset}}/candidates/{{shard}}.parquet",
+    log:
+        f"{LOGS}/pdq_search/{{qset}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pdq_search/{{qset}}/{{shard}}.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        options=d2lv_workflow.flags(config, PdqParams),
+    shell:
+        "d2lv pdq-search --quiet --queries {input.queries:q} --references {input.references:q} -o {output:q}"
+        " {params.options} 2> {log:q}"
+
+
+rule pdq_export:
+    """The references' PDQ hashes in ThreatExchange's format, for hash-sharing lists and HMA banks."""
+    input:
+        shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
+    output:
+        f"{RESULTS}/pdq_hashes.csv",
+    log:
+        f"{LOGS}/pdq_export.log",
+    conda:
+        "../envs/d2lv.yaml"
+    shell:
+        "d2lv pdq-export --quiet --references {input:q} -o {output:q} 2> {log:q}"

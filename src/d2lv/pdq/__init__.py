@@ -1,0 +1,1 @@
+"""The hash branch: PDQ perceptual hashes of every image, nearest references by Hamming distance."""
