@@ -127,7 +127,10 @@ def test_the_best_views_inliers_enter_as_octave_indicators_too():
 def test_hash_features_say_how_close_the_hashes_are_only_where_the_branch_proposed_the_pair():
     pairs = pd.DataFrame({"pdq_hamming": [0.0, 20.0, 64.0, np.nan], "pdq_quality": [100.0, 50.0, 100.0, np.nan]})
     names, x = merge.design_matrix(pairs)
-    column = lambda name: x[:, names.index(name)].tolist()
+
+    def column(name: str) -> list[float]:
+        return x[:, names.index(name)].tolist()
+
     assert column("proposed_pdq") == [1, 1, 1, 0]
     assert column("pdq_closeness") == pytest.approx([1.0, 1 - 20 / 128, 0.5, 0.0])
     assert column("pdq_match") == [1, 1, 0, 0]

@@ -22,6 +22,15 @@ def _bench_make(args: argparse.Namespace) -> None:
                          training_photos=args.allow_training_photos)
 
 
+def _bench_make_hard(args: argparse.Namespace) -> None:
+    from d2lv.synth import hard_bench
+
+    hard_bench.make_hard_bench([Path(s) for s in args.sources], Path(args.out), wallpapers=args.wallpapers,
+                               n_references=args.references, n_copies=args.copies, n_noncopies=args.noncopies,
+                               max_side=args.max_side, seed=args.seed, progress=not args.quiet,
+                               training_photos=args.allow_training_photos)
+
+
 def _bench_run(args: argparse.Namespace) -> None:
     from d2lv import workflow
 
@@ -109,11 +118,39 @@ def _add_make(steps: Subparsers) -> None:
                    help="other photos of a reference's object group, or the other half of its photo "
                         "(default: up to noncopies / 5)")
     p.add_argument("--families", nargs="+", default=None, help="recipe families (default: all)")
+    _add_image_options(p)
+
+
+def _add_image_options(p: argparse.ArgumentParser) -> None:
+    """``--max-side``, ``--seed`` and ``--allow-training-photos``, shared by the benchmark builders."""
     p.add_argument("--max-side", type=int, default=1024, help="cap the long side of every image")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--allow-training-photos", action="store_true",
                    help="keep photos of the training split (ukbench/, bsds500/train/), which the shipped "
                         "detector learnt from; they are left out by default, so that figures are results")
+
+
+def _add_make_hard(steps: Subparsers) -> None:
+    p = add_command(
+        steps, "make-hard", _bench_make_hard, "build a hard benchmark: tiles of graphics and wallpapers, 14 edit "
+        "families that DISC21 has few of",
+        description="Build a hard copy-detection benchmark in `bench make`'s layout. References: tiles of "
+        "procedural graphics (gradients, shapes, charts, text cards, UI mock-ups, paper) and wallpapers, and "
+        "photos. Copies (a third of photos, the rest of tiles) are edited by 14 families in equal numbers: mild, "
+        "tiny, jpeg_heavy, rotate, flip, tone, small_crop, small_paste, collage, screen_photo, stacked, "
+        "heavy_text, meme_screenshot, paste_photo. Half the non-copies are hard negatives (the other tile of a "
+        "copied tile's picture, no shared pixel), half photos and fresh graphics edited like the copies.")
+    p.add_argument("sources", nargs="+", help="folders of photos, e.g. ../shared/data/imagenet-sample "
+                   "../shared/data/bsds500/val ../shared/data/bsds500/test")
+    p.add_argument("-o", "--out", required=True, help="folder for queries/, references/, ground_truth.csv, "
+                   "categories.csv")
+    p.add_argument("--wallpapers", help="folder of wallpapers to cut into tiles besides the graphics (from "
+                   "benchmarks/fetch-wallpapers.sh; keep it outside the repository); default: graphics only")
+    p.add_argument("--references", type=int, default=1000)
+    p.add_argument("--copies", type=int, default=700, help="edited copies of distinct references (14 families)")
+    p.add_argument("--noncopies", type=int, default=700, help="hard negatives, and edited photos and graphics "
+                   "that are not references (half each)")
+    _add_image_options(p)
 
 
 def _add_run(steps: Subparsers) -> None:
@@ -172,5 +209,5 @@ def register(sub: Subparsers) -> None:
                            description="Build a benchmark from real photos and compare d2lv with baselines "
                            "(`d2lv bench make`, then `d2lv bench run`).")
     steps = bench.add_subparsers(title="bench steps", metavar="STEP", required=True)
-    for add in (_add_make, _add_run, _add_scale, _add_pdq, _add_report):
+    for add in (_add_make, _add_make_hard, _add_run, _add_scale, _add_pdq, _add_report):
         add(steps)
