@@ -25,7 +25,8 @@ rule train_descriptor:
 
 
 rule global_extract:
-    """Global CNN descriptors (GeM pooled, L2-normalised) of one shard; of each query's crop where it has one."""
+    """Global CNN descriptors (GeM pooled, L2-normalised) of one shard; of each query's crop where it has one, and
+    of each query's regions (global.regions)."""
     input:
         manifest=f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
         crops=query_crops,
@@ -43,12 +44,14 @@ rule global_extract:
         gpu=1,
     params:
         options=d2lv_workflow.flags(config, BackboneParams, DecodeParams),
+        # query sets only: a change to the regions reruns no reference shard
+        regions=lambda wc: d2lv_workflow.flags(config, RegionParams) if wc.set in QUERY_SETS else "",
         # the trained descriptor when global.train, else global.checkpoint (CheckpointParams)
         checkpoint=lambda wildcards, input: d2lv_workflow.path_option("--checkpoint", input.checkpoint),
         crops=lambda wildcards, input: d2lv_workflow.path_option("--crops", input.crops),
     shell:
         "d2lv global-extract --quiet {input.manifest:q} --set {wildcards.set:q} {params.crops} -o {output:q}"
-        " {params.options} {params.checkpoint} --threads {threads:q} 2> {log:q}"
+        " {params.options} {params.regions} {params.checkpoint} --threads {threads:q} 2> {log:q}"
 
 
 rule global_whitening:

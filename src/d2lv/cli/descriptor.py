@@ -8,9 +8,14 @@ of the time of ``global-extract`` and ``train-descriptor``.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from d2lv.cli.common import Subparsers, add_command, add_threads
 from d2lv.descriptor.params import (
@@ -18,6 +23,7 @@ from d2lv.descriptor.params import (
     BackboneParams,
     BackgroundParams,
     CheckpointParams,
+    RegionParams,
     SearchParams,
     TrainParams,
     WhiteningParams,
@@ -31,15 +37,46 @@ def _global_extract(args: argparse.Namespace) -> None:
 
     params = BackboneParams.from_args(args)
     usable = manifest.read_manifest(args.manifest)
-    if args.crops:
-        crops = manifest.read_manifest(args.crops).set_index("id").path
-        usable = usable.assign(path=usable.id.map(crops).fillna(usable.path))
+    crops = manifest.read_manifest(args.crops) if args.crops else None
+    primary = usable if crops is None else usable.assign(
+        path=usable.id.map(crops.set_index("id").path).fillna(usable.path))
     model = extract.DescriptorModel(params.backbone, CheckpointParams.from_args(args).checkpoint or None,
                                     device=params.device, image_size=params.image_size or None,
                                     threads=args.threads)
-    vectors = model.extract(list(usable.path), batch_size=args.batch_size or None, progress=not args.quiet,
-                            max_pixels=DecodeParams.from_args(args).max_pixels)
-    store.write_descriptor_shard(args.out, ISC_SET[args.set], list(usable.id), vectors, model.attrs)
+    max_pixels = DecodeParams.from_args(args).max_pixels
+    describe = functools.partial(model.extract, batch_size=args.batch_size or None, progress=not args.quiet,
+                                 max_pixels=max_pixels)
+    grid = RegionParams.from_args(args).regions if ISC_SET[args.set] == "query" else 0
+    regions = _describe_regions(describe, usable, primary, crops, grid, max_pixels, args.quiet) if grid else None
+    store.write_descriptor_shard(args.out, ISC_SET[args.set], list(primary.id), describe(list(primary.path)),
+                                 model.attrs, regions)
+
+
+#: Queries whose grid cells are cut and described together (their cells are held in memory meanwhile).
+REGION_CHUNK = 64
+
+
+def _describe_regions(describe: Callable, usable: pd.DataFrame, primary: pd.DataFrame, crops: pd.DataFrame | None,
+                      grid: int, max_pixels: int, quiet: bool) -> tuple[list[str], np.ndarray]:
+    """Every view of the queries that their first descriptor is not of (the whole image of a cropped query, its
+    further crops) and the cells of a ``grid x grid`` grid over each whole query (:mod:`d2lv.descriptor.regions`).
+    """
+    from tqdm import tqdm
+
+    from d2lv.descriptor import regions
+    from d2lv.io.images import load_image
+
+    views = usable[usable.path != primary.path].assign(id=lambda f: f.id + "/whole")
+    if crops is not None:
+        views = pd.concat([views, crops[crops.id.str.contains("/", regex=False)]])
+    ids, vectors = list(views.id), [describe(list(views.path))]
+    for start in tqdm(range(0, len(usable), REGION_CHUNK), desc="query regions", unit="chunk", disable=quiet):
+        chunk = usable.iloc[start:start + REGION_CHUNK]
+        cells = [cell for row in chunk.itertuples()
+                 for cell in regions.grid_regions(row.id, load_image(row.path, max_pixels), grid)]
+        ids += [region_id for region_id, _ in cells]
+        vectors.append(describe([image for _, image in cells]) if cells else vectors[0][:0])
+    return ids, np.concatenate(vectors)
 
 
 def _train_descriptor(args: argparse.Namespace) -> None:
@@ -69,21 +106,27 @@ def _global_whitening(args: argparse.Namespace) -> None:
 
 def _global_search(args: argparse.Namespace) -> None:
     from d2lv.descriptor import search, store, whitening
+    from d2lv.detect import views
     from d2lv.io import tables
 
     background = BackgroundParams.from_args(args)
     query_ids, queries = store.read_descriptors(args.queries, "query")
+    region_ids, regions = store.read_regions(args.queries)
+    if region_ids:  # search every region of a query: each reference keeps its best (rank_pairs below)
+        query_ids, queries = query_ids + region_ids, np.concatenate([queries, regions])
     reference_ids, references = store.read_descriptors(args.references, "reference")
     _, background_set = store.read_descriptors(args.background, "reference") if args.background else ([], None)
     if args.whitening:
         fitted = whitening.read_whitening(args.whitening)
         queries, references = fitted.apply(queries), fitted.apply(references)
         background_set = fitted.apply(background_set) if background_set is not None else None
-    pairs = search.search(query_ids, queries, reference_ids, references, SearchParams.from_args(args).topk,
-                          progress=not args.quiet)
+    topk = SearchParams.from_args(args).topk
+    pairs = search.search(query_ids, queries, reference_ids, references, topk, progress=not args.quiet)
     if background_set is not None:
         offsets = search.kth_background_similarity(queries, background_set, background.background_k)
         pairs = search.normalise(pairs, query_ids, offsets, background.background_beta)
+    if region_ids:
+        pairs = search.rank_pairs(pairs.assign(query_id=pairs.query_id.map(views.query_of)), topk)
     tables.write_table(pairs, args.out, tables.SIMILARITY_PAIRS)
 
 
@@ -103,7 +146,7 @@ def _add_extract(sub: Subparsers) -> None:
                    "the whole images they were cut from")
     p.add_argument("--batch-size", type=int, default=0, help="images per forward pass (0: 8 on CPU, 128 on CUDA)")
     add_threads(p, "torch")
-    for group in (BackboneParams, CheckpointParams, DecodeParams):
+    for group in (BackboneParams, CheckpointParams, RegionParams, DecodeParams):
         group.add_arguments(p)
 
 

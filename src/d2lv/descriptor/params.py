@@ -53,6 +53,16 @@ class TrainParams(Options):
 
 
 @dataclass(frozen=True)
+class RegionParams(Options):
+    """Query regions (query sets only)."""
+
+    section: ClassVar[str] = "global"
+    regions: int = option(0, "also describe each query at every view (its whole image, each crop) and the n x n "
+                          "cells of a grid over it; each reference keeps its best region (0: only the first crop, "
+                          "or the whole query)")
+
+
+@dataclass(frozen=True)
 class WhiteningParams(Options):
     """PCA whitening."""
 

@@ -35,13 +35,32 @@ def _write_set(h5: h5py.File, set_name: str, ids: Sequence[str], descriptors: np
     hdf5.write_ids(h5, f"{set_name}_ids", ids)
 
 
+#: The datasets of a query shard's region descriptors (:mod:`d2lv.descriptor.regions`), beside the ISC layout.
+REGIONS = "region"
+
+
 def write_descriptor_shard(path: str | os.PathLike, set_name: str, ids: Sequence[str], descriptors: np.ndarray,
-                           attrs: Mapping[str, object] | None = None) -> None:
-    """One shard of one set: datasets ``<set>`` and ``<set>_ids``."""
+                           attrs: Mapping[str, object] | None = None,
+                           regions: tuple[Sequence[str], np.ndarray] | None = None) -> None:
+    """One shard of one set: datasets ``<set>`` and ``<set>_ids``, and ``region``/``region_ids`` when given."""
     _check_set(set_name)
     with atomic.replacing(path) as partial, h5py.File(partial, "w") as h5:
         _write_set(h5, set_name, ids, descriptors)
+        if regions is not None:
+            _write_set(h5, REGIONS, *regions)
         h5.attrs.update(dict(attrs or {}))
+
+
+def read_regions(paths: hdf5.PathOrPaths) -> tuple[list[str], np.ndarray]:
+    """(region ids, float32 [n, d]) of the shard files that hold regions; none from the others."""
+    ids: list[str] = []
+    arrays = []
+    for path in hdf5.as_paths(paths):
+        with h5py.File(path, "r") as h5:
+            if REGIONS in h5:
+                ids.extend(hdf5.read_ids(h5[f"{REGIONS}_ids"]))
+                arrays.append(h5[REGIONS][:].astype(np.float32, copy=False))
+    return ids, hdf5.concatenate(arrays, (0, 0), np.float32)
 
 
 def read_descriptors(paths: hdf5.PathOrPaths, set_name: str) -> tuple[list[str], np.ndarray]:
