@@ -70,7 +70,11 @@ if CALIBRATED:
     # ... and the pseudo-references only calibration queries are searched against (near-duplicate negatives)
     SET_FOLDERS["calibration_near"] = f"{CALIBRATION_DIR}/near"
     PLANS["calibration_near"] = d2lv_workflow.near_plan(
-        CALIBRATION_DIR, MERGE["calibration_queries"], MERGE["near_duplicates"], config["shard_size"]
+        CALIBRATION_DIR,
+        MERGE["calibration_queries"],
+        MERGE["near_duplicates"],
+        MERGE["calibration_graphics"],
+        config["shard_size"],
     )
 # Query views: each query set, and its crops to the detected copy region (same shards).
 VIEWS = {qset: qset for qset in QUERY_SETS}

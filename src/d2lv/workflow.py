@@ -118,9 +118,10 @@ def calibration_plan(folder: str | os.PathLike, n_queries: int, shard_size: int)
     return _plan(calibration.planned_calibration_files(Path(folder), n_queries), shard_size)
 
 
-def near_plan(folder: str | os.PathLike, n_queries: int, near_share: float, shard_size: int) -> dict[str, list[str]]:
+def near_plan(folder: str | os.PathLike, n_queries: int, near_share: float, graphics_share: float,
+              shard_size: int) -> dict[str, list[str]]:
     """Shards of the calibration pseudo-references that :func:`~d2lv.synth.calibration.make_calibration` writes."""
-    return _plan(calibration.planned_near_files(Path(folder), n_queries, near_share), shard_size)
+    return _plan(calibration.planned_near_files(Path(folder), n_queries, near_share, graphics_share), shard_size)
 
 
 def _demo_file(config: dict, filename: str) -> str | None:

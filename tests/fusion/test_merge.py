@@ -102,6 +102,20 @@ def test_half_copies_make_their_other_half_a_near_duplicate_negative(references,
             assert half.height == whole.height and half.width < whole.width / 2  # the demo's photos are wide
 
 
+def test_graphic_copies_copy_one_tile_whose_other_tile_is_a_negative(references, tmp_path):
+    paths = sorted(references.glob("*.jpg"))
+    calibration.make_calibration(paths, tmp_path, 20, near_share=0.25, graphics_share=0.25, progress=False)
+    truth = pd.read_csv(tmp_path / "ground_truth.csv", dtype=str)
+    copied = sorted(truth.reference_id[truth.reference_id.str.startswith("graphic")])
+    assert copied == [calibration.graphic_id(i, 0) for i in range(5)]
+    written = sorted(p.stem for p in (tmp_path / calibration.NEAR_DIR).glob("*.jpg"))
+    assert written == sorted(p.stem for p in calibration.planned_near_files(tmp_path, 20, 0.25, 0.25))
+    assert {calibration.graphic_id(i, part) for i in range(5) for part in (0, 1)} <= set(written)
+    tiles = [np.asarray(Image.open(tmp_path / calibration.NEAR_DIR / f"{calibration.graphic_id(0, part)}.jpg"))
+             for part in (0, 1)]
+    assert tiles[0].shape == tiles[1].shape and np.abs(tiles[0].astype(int) - tiles[1]).mean() > 5
+
+
 def test_calibration_needs_two_references(references, tmp_path):
     with pytest.raises(ValueError, match="merge.mode: sum"):
         calibration.make_calibration(sorted(references.glob("*.jpg"))[:1], tmp_path, 5, progress=False)

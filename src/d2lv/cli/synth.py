@@ -16,7 +16,8 @@ def _make_calibration(args: argparse.Namespace) -> None:
     params = CalibrationParams.from_args(args)
     references = manifest.read_manifests(args.manifests)
     calibration.make_calibration(list(references.path), Path(args.out), params.queries, seed=params.seed,
-                                 progress=not args.quiet, near_share=params.near_duplicates)
+                                 progress=not args.quiet, near_share=params.near_duplicates,
+                                 graphics_share=params.graphics)
 
 
 def _demo(args: argparse.Namespace) -> None:

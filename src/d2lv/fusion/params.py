@@ -38,6 +38,9 @@ class CalibrationParams(Options):
                           key="merge.calibration_queries")
     near_duplicates: float = option(0.25, "share of the copies that copy half a reference, whose other half "
                                     "becomes a near-duplicate negative (a pseudo-reference)")
+    graphics: float = option(0.25, "share of the copies that copy a tile of a synthetic graphic (gradient, shapes, "
+                             "chart, text card, UI layout, paper), its other tile a near-duplicate negative",
+                             key="merge.calibration_graphics")
     seed: int = option(0, "seeds the choice of sources, backdrops and edits")
 
 

@@ -9,6 +9,11 @@ of it), and the other half is written to ``near/`` as a pseudo-reference that th
 calibration queries (only they) are searched and verified against. That half shows the
 same scene without a shared pixel, so the (query, other half) pair is a near-duplicate that
 is not a copy: a labelled hard negative.
+
+The user's references may all be photos, and then the merge would never see a copy of a smooth
+image (a gradient, flat colour, paper) with no inlier. So another share of the queries copy a tile
+of a synthetic graphic (:mod:`d2lv.synth.graphics`), written to ``near/`` as a pseudo-reference
+beside the graphic's other tile, a near-duplicate negative of the same style.
 """
 
 from __future__ import annotations
@@ -34,13 +39,23 @@ from d2lv.synth.common import (
 )
 from d2lv.synth.families import FAMILIES
 from d2lv.synth.photos import Source, Tile, load_source, split_in_two
+from d2lv.synth.tile_pictures import draw_graphics
 
 #: The pseudo-references of a calibration set: the other halves of half-copied references.
 NEAR_DIR = "near"
 
 
+#: Where the synthetic graphics are drawn (whole; only their tiles are pseudo-references).
+GRAPHICS_DIR = "graphics"
+
+
 def near_id(i: int) -> str:
     return f"near{i:05d}"
+
+
+def graphic_id(i: int, part: int) -> str:
+    """The pseudo-reference id of tile ``part`` of graphic ``i`` (tile 0 is copied, tile 1 is not)."""
+    return f"graphic{i:05d}{'ab'[part]}"
 
 
 @dataclass(frozen=True)
@@ -56,13 +71,21 @@ def planned_calibration_files(out: Path, n_queries: int) -> list[Path]:
     return planned_files(out, 0, n_queries)["queries"]
 
 
-def planned_near_files(out: Path, n_queries: int, near_share: float) -> list[Path]:
+def planned_near_files(out: Path, n_queries: int, near_share: float, graphics_share: float = 0.0) -> list[Path]:
     """The pseudo-reference files :func:`make_calibration` writes under ``out``."""
-    return [Path(out) / NEAR_DIR / f"{near_id(i)}.jpg" for i in range(_near_count(n_queries, near_share))]
+    names = [near_id(i) for i in range(_near_count(n_queries, near_share))]
+    names += [graphic_id(i, part) for i in range(_graphic_count(n_queries, near_share, graphics_share))
+              for part in (0, 1)]
+    return [Path(out) / NEAR_DIR / f"{name}.jpg" for name in names]
 
 
 def _near_count(n_queries: int, near_share: float) -> int:
     return int(round(n_queries * near_share))
+
+
+def _graphic_count(n_queries: int, near_share: float, graphics_share: float) -> int:
+    """Copies of graphics: ``graphics_share`` of the queries, among those that do not copy half a reference."""
+    return min(int(round(n_queries * graphics_share)), n_queries - _near_count(n_queries, near_share))
 
 
 def make_calibration(
@@ -74,31 +97,41 @@ def make_calibration(
     seed: int = 0,
     progress: bool = True,
     near_share: float = 0.0,
+    graphics_share: float = 0.0,
 ) -> None:
     """Labelled copies of the user's own references, to fit the merge on without user labels.
 
     Each query edits a reference drawn at random (or, for ``near_share`` of them, one half
-    of it) with one family of :data:`d2lv.synth.families.FAMILIES` (each family equally
-    often), pasting onto another reference where the family needs a backdrop.
-    ``ground_truth.csv`` names the source by its image id (the file stem), so every other
-    candidate of the query is a labelled negative, with the pseudo-reference of a half-copied
-    query's other half among them. Pairs that share pixels without being the copy are listed
-    in ``overlaps.csv`` for the fit to leave out: the query's backdrop (a reference too, so
-    partly copied) and the pseudo-references cut from its source or backdrop (except its own
-    other half). The layout is a benchmark's with no ``references/`` images, plus ``near/``.
+    of it; for ``graphics_share``, a tile of a synthetic graphic) with one family of
+    :data:`d2lv.synth.families.FAMILIES` (each family equally often), pasting onto another
+    reference where the family needs a backdrop. ``ground_truth.csv`` names the source by its
+    image id (the file stem), so every other candidate of the query is a labelled negative, with
+    the pseudo-reference of a half-copied query's other half among them. Pairs that share pixels
+    without being the copy are listed in ``overlaps.csv`` for the fit to leave out: the query's
+    backdrop (a reference too, so partly copied) and the pseudo-references cut from its source or
+    backdrop (except its own other half). The layout is a benchmark's with no ``references/``
+    images, plus ``near/`` (and ``graphics/``, the graphics the tiles are cut from).
 
     Raises:
         d2lv.errors.InputError: fewer than two references, ``n_queries < 1``, or a reference id
             that a pseudo-reference would take.
     """
-    plan = plan_calibration(references, n_queries, families, seed, near_share)
+    out = Path(out)
+    rng = rng_stream(seed, 0).spawn(1)[0]  # a stream of its own: neither the plan's nor a query's
+    (out / GRAPHICS_DIR).mkdir(parents=True, exist_ok=True)
+    graphics = draw_graphics(_graphic_count(n_queries, near_share, graphics_share), rng, out / GRAPHICS_DIR,
+                             max_side)
+    plan = plan_calibration(references, n_queries, families, seed, near_share, graphics)
     render = functools.partial(render_bench_query, max_side=max_side)
     load = functools.partial(load_source, max_side=max_side)
-    write_set(Path(out), [], plan.queries, render, BENCH_CATEGORY_COLUMNS, load, seed, progress)
-    (Path(out) / NEAR_DIR).mkdir(exist_ok=True)
-    for path, tile in zip(planned_near_files(Path(out), n_queries, near_share), plan.near.values(), strict=True):
+    write_set(out, [], plan.queries, render, BENCH_CATEGORY_COLUMNS, load, seed, progress)
+    (out / NEAR_DIR).mkdir(exist_ok=True)
+    written = [out / NEAR_DIR / f"{name}.jpg" for name in plan.near]
+    if sorted(written) != sorted(planned_near_files(out, n_queries, near_share, graphics_share)):
+        raise AssertionError("the calibration plan's pseudo-references differ from the planned files")
+    for path, tile in zip(written, plan.near.values()):
         save_jpeg(load(tile), path)
-    write_csv(Path(out) / OVERLAPS_FILE, ["query_id", "reference_id"], overlapping_pairs(plan))
+    write_csv(out / OVERLAPS_FILE, ["query_id", "reference_id"], overlapping_pairs(plan))
 
 
 def overlapping_pairs(plan: CalibrationPlan) -> list[tuple[str, str]]:
@@ -120,10 +153,11 @@ def _other_half(source: Source, tile: Tile) -> bool:
 
 def plan_calibration(
     references: Sequence[str | os.PathLike], n_queries: int, families: Sequence[str] | None = None, seed: int = 0,
-    near_share: float = 0.0,
+    near_share: float = 0.0, graphics: Sequence[Path] = (),
 ) -> CalibrationPlan:
     """The queries :func:`make_calibration` renders (source, family and backdrop of each, in id order),
-    and the pseudo-references of the half-copied ones."""
+    and the pseudo-references: the other halves of the half-copied references, and both tiles of each
+    of ``graphics``, whose first tile the queries after the half copies copy."""
     paths = [Path(p) for p in references]
     if len(paths) < 2 or n_queries < 1:
         raise InputError(
@@ -136,13 +170,20 @@ def plan_calibration(
     chosen = tuple(FAMILIES) if families is None else tuple(families)
     queries: list[BenchQuery] = []
     near: dict[str, Tile] = {}
-    halved = set(rng.permutation(n_queries)[: _near_count(n_queries, near_share)].tolist())
+    order = rng.permutation(n_queries)
+    halved = set(order[: _near_count(n_queries, near_share)].tolist())
+    drawn = dict(zip(order[len(halved):len(halved) + len(graphics)].tolist(), range(len(graphics))))
     for i, (s, family) in enumerate(zip(sources, balanced(chosen, n_queries, rng))):
         background = paths[(s + 1 + int(rng.integers(len(paths) - 1))) % len(paths)]
         source: Source = paths[s]
+        reference = image_id(paths[s])
         if i in halved:
             source, near[near_id(len(near))] = split_in_two(paths[s], rng)
-        queries.append(BenchQuery(source, "copy", family, reference_id=image_id(paths[s]), background=background))
+        elif i in drawn:
+            source, reference = Tile(graphics[drawn[i]], 0), graphic_id(drawn[i], 0)
+        queries.append(BenchQuery(source, "copy", family, reference_id=reference, background=background))
+    for j, graphic in enumerate(graphics):
+        near.update({graphic_id(j, part): Tile(graphic, part) for part in (0, 1)})
     _check_near_ids(paths, near)
     return CalibrationPlan(queries, near)
 
