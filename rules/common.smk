@@ -7,6 +7,7 @@ from d2lv.descriptor.params import (
     BackboneParams,
     BackgroundParams,
     CheckpointParams,
+    HeadParams,
     RegionParams,
     SearchParams,
     TrainParams,

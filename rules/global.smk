@@ -1,5 +1,7 @@
 GLOBAL = config["global"]
 TRAINED = f"{WORK}/global/descriptor.pt"
+#: The copy head file (global.head), an input so that a new head reruns the extraction; None: no head.
+HEAD_FILE = HeadParams.from_config(config).head_file()
 
 
 rule train_descriptor:
@@ -31,6 +33,7 @@ rule global_extract:
         manifest=f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
         crops=query_crops,
         checkpoint=TRAINED if GLOBAL["train"] else (GLOBAL["checkpoint"] or []),
+        head=str(HEAD_FILE) if HEAD_FILE else [],
     output:
         f"{WORK}/global/raw/{{set}}/{{shard}}.h5",
     log:
@@ -43,7 +46,7 @@ rule global_extract:
     resources:
         gpu=1,
     params:
-        options=d2lv_workflow.flags(config, BackboneParams, DecodeParams),
+        options=d2lv_workflow.flags(config, BackboneParams, HeadParams, DecodeParams),
         # query sets only: a change to the regions reruns no reference shard
         regions=lambda wc: d2lv_workflow.flags(config, RegionParams) if wc.set in QUERY_SETS else "",
         # the trained descriptor when global.train, else global.checkpoint (CheckpointParams)

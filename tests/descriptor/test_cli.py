@@ -22,7 +22,8 @@ def test_todays_option_strings_are_still_accepted():
     assert parse("global-extract m --set background -o o --crops c --backbone b --checkpoint k --device cpu "
                  "--image-size 0 --batch-size 4 --threads 2 --max-pixels 5") == {
         "manifest": "m", "set": "background", "out": "o", "crops": "c", "backbone": "b", "checkpoint": "k",
-        "device": "cpu", "image_size": 0, "batch_size": 4, "threads": 2, "max_pixels": 5, "regions": 0}
+        "device": "cpu", "image_size": 0, "batch_size": 4, "threads": 2, "max_pixels": 5, "regions": 0,
+        "head": ""}
     assert parse("train-descriptor m1 m2 -o o --backbone b --checkpoint k --dim 3 --steps 4 --batch-size 5 "
                  "--lr 0.1 --temperature 0.2 --koleo-weight 1 --image-size 64 --device cpu --seed 3 --workers 0 "
                  "--threads 1 --max-pixels 7 --log-every 9") == {

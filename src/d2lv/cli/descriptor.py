@@ -1,4 +1,5 @@
-"""Subcommands of the global branch: CNN descriptors, their training, whitening, search and export.
+"""Subcommands of the global branch: CNN descriptors, their training (fine-tuning, copy head), whitening,
+search and export.
 
 ``global-whitening``, ``global-search`` and ``global-export`` read and
 write descriptor files only: they import neither torch nor timm, so they start in a fraction
@@ -12,6 +13,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from d2lv.descriptor.params import (
     BackboneParams,
     BackgroundParams,
     CheckpointParams,
+    HeadParams,
     RegionParams,
     SearchParams,
     TrainParams,
@@ -42,7 +45,7 @@ def _global_extract(args: argparse.Namespace) -> None:
         path=usable.id.map(crops.set_index("id").path).fillna(usable.path))
     model = extract.DescriptorModel(params.backbone, CheckpointParams.from_args(args).checkpoint or None,
                                     device=params.device, image_size=params.image_size or None,
-                                    threads=args.threads)
+                                    threads=args.threads, head=HeadParams.from_args(args).head_file())
     max_pixels = DecodeParams.from_args(args).max_pixels
     describe = functools.partial(model.extract, batch_size=args.batch_size or None, progress=not args.quiet,
                                  max_pixels=max_pixels)
@@ -93,6 +96,70 @@ def _train_descriptor(args: argparse.Namespace) -> None:
         progress=not args.quiet, log_every=args.log_every)
     print(f"contrastive loss on a fixed probe batch: {result.probe_before:.3f} -> {result.probe_after:.3f}; "
           f"{result.images_per_second:.1f} images/s", file=sys.stderr)
+
+
+def _copy_edits() -> list[Callable]:
+    """The copy edits of the head's training views: d2lv's DISC21-style edits and, where d2lv has them,
+    the hard benchmark's families, each drawn half of the time."""
+    from d2lv.synth.families import random_copy_edit
+
+    try:
+        from d2lv.synth.hard_families import HARD_FAMILIES, apply_hard_family
+    except ImportError:
+        print("no hard edit families (d2lv.synth.hard_families): views use d2lv's DISC21-style edits only",
+              file=sys.stderr)
+        return [random_copy_edit]
+
+    def hard_copy_edit(img, rng, backdrop=None):
+        family = list(HARD_FAMILIES)[int(rng.integers(len(HARD_FAMILIES)))]
+        try:
+            return apply_hard_family(family, img, rng, backdrop).image
+        except ValueError:  # a family that cannot edit this picture (as random_copy_edit falls back)
+            return random_copy_edit(img, rng, backdrop)
+
+    return [random_copy_edit, hard_copy_edit]
+
+
+def _graphics(count: int, seed: int) -> list:
+    """``count`` synthetic graphics of every kind in turn, each drawn when the cache needs it."""
+    from d2lv.descriptor.head_cache import Drawn
+
+    try:
+        from d2lv.synth.graphics import GRAPHIC_KINDS, draw_graphic
+    except ImportError:
+        print("no synthetic graphics (d2lv.synth.graphics): training on the photos only", file=sys.stderr)
+        return []
+
+    def drawer(kind: str, i: int) -> Callable:
+        return lambda: draw_graphic(kind, np.random.default_rng([seed, i, 1]))  # a stream apart from the views'
+
+    kinds = [GRAPHIC_KINDS[i % len(GRAPHIC_KINDS)] for i in range(count)]
+    return [Drawn(f"graphic {kind} {seed} {i}", drawer(kind, i)) for i, kind in enumerate(kinds)]
+
+
+def _train_head(args: argparse.Namespace) -> None:
+    import torch
+
+    from d2lv.descriptor import head, head_cache, head_training, train
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    model = BackboneParams.from_args(args)
+    images = [*train.manifest_paths(args.manifests), *_graphics(args.graphics, args.seed)]
+    cache = Path(args.cache or Path(args.out).with_suffix(".cache.h5"))
+    settings = head_cache.CacheSettings(model.backbone, args.layer, model.image_size, args.views, args.seed)
+    source = head_cache.build_cache(cache, images, _copy_edits(), settings, model.device,
+                                    DecodeParams.from_args(args).max_pixels, progress=not args.quiet)
+    training = head_training.HeadSettings(
+        hidden=args.hidden, dim=args.dim, dropout=args.dropout, steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, temperature=args.temperature, koleo_weight=args.koleo_weight,
+        seed=args.seed)
+    result = head_training.fit_head(head_cache.read_cache(cache), training, args.holdout, not args.quiet)
+    head.save_head(args.out, result.head, source, {
+        **asdict(training), "holdout": args.holdout, "images": len(images), "graphics": args.graphics,
+        "views": args.views, "recall": result.recall, "seconds": result.seconds})
+    print(f"{len(result.losses)} steps in {result.seconds:.0f} s, loss {result.losses[0]:.3f} -> "
+          f"{result.losses[-1]:.3f}\n{head_training.format_table(result.recall)}", file=sys.stderr)
 
 
 def _global_whitening(args: argparse.Namespace) -> None:
@@ -146,7 +213,7 @@ def _add_extract(sub: Subparsers) -> None:
                    "the whole images they were cut from")
     p.add_argument("--batch-size", type=int, default=0, help="images per forward pass (0: 8 on CPU, 128 on CUDA)")
     add_threads(p, "torch")
-    for group in (BackboneParams, CheckpointParams, RegionParams, DecodeParams):
+    for group in (BackboneParams, CheckpointParams, HeadParams, RegionParams, DecodeParams):
         group.add_arguments(p)
 
 
@@ -165,6 +232,31 @@ def _add_train(sub: Subparsers) -> None:
         group.add_arguments(p)
 
 
+def _add_train_head(sub: Subparsers) -> None:
+    p = add_command(sub, "train-head", _train_head,
+                    "train a copy head on the frozen backbone's cached features of edited views (global.head)")
+    p.add_argument("manifests", nargs="+", help="manifests .parquet of the training photos")
+    p.add_argument("-o", "--out", required=True, help="head .pt (use it as global.head)")
+    p.add_argument("--cache", help="features cache .h5, continued when it exists (default: OUT with .cache.h5)")
+    p.add_argument("--graphics", type=int, default=300, help="synthetic graphics added to the photos")
+    p.add_argument("--views", type=int, default=3, help="edited views of each picture and of each of its halves")
+    p.add_argument("--layer", default="blocks.5", help="intermediate block pooled with the last feature map")
+    p.add_argument("--hidden", type=int, default=0, help="hidden units of the head (0: a single linear layer)")
+    p.add_argument("--dim", type=int, default=256, help="descriptor size")
+    p.add_argument("--dropout", type=float, default=0.2, help="share of the input features dropped in training")
+    p.add_argument("--steps", type=int, default=500, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (cosine decay)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--temperature", type=float, default=0.1, help="InfoNCE temperature")
+    p.add_argument("--koleo-weight", type=float, default=1.0, help="uniformity (KoLeo) regulariser")
+    p.add_argument("--holdout", type=float, default=0.15, help="share of the images held out to measure recall@1")
+    p.add_argument("--seed", type=int, default=0)
+    add_threads(p, "torch")
+    for group in (BackboneParams, DecodeParams):
+        group.add_arguments(p)
+
+
 def _add_search(sub: Subparsers) -> None:
     p = add_command(sub, "global-search", _global_search, "nearest references of every query by cosine similarity")
     p.add_argument("--queries", nargs="+", required=True, help="query descriptors .h5")
@@ -180,6 +272,7 @@ def _add_search(sub: Subparsers) -> None:
 def register(sub: Subparsers) -> None:
     _add_extract(sub)
     _add_train(sub)
+    _add_train_head(sub)
 
     p = add_command(sub, "global-whitening", _global_whitening, "fit PCA whitening on reference descriptors")
     p.add_argument("references", nargs="+", help="reference descriptors .h5")

@@ -59,7 +59,7 @@ def _prepare(image: ImageSource, image_size: int, max_pixels: int) -> np.ndarray
 class DescriptorModel:
     """A descriptor network plus its preprocessing: images in, unit vectors out.
 
-    ``name``, ``checkpoint``: as :func:`load_descriptor_net` takes them. ``image_size``, ``gem_p``,
+    ``name``, ``checkpoint``, ``head``: as :func:`load_descriptor_net` takes them. ``image_size``, ``gem_p``,
     ``mean``, ``std``: None keeps what the checkpoint records (:func:`save_trained`) or the
     backbone's defaults (224 px; GeM p=3, or 1 for transformers; the weights' normalisation).
     """
@@ -67,13 +67,15 @@ class DescriptorModel:
     def __init__(self, name: str = DEFAULT_BACKBONE, checkpoint: str | os.PathLike | None = None,
                  device: str | torch.device = "auto", image_size: int | None = None,
                  gem_p: float | None = None, threads: int = 0,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 head: str | os.PathLike | None = None):
         if threads > 0:
             torch.set_num_threads(threads)
         self.name = name
         self.checkpoint = str(checkpoint if checkpoint is not None else packaged_checkpoint(name))
         self.device = resolve_device(device)
-        self.net, preprocessing = load_descriptor_net(name, checkpoint, self.device, gem_p=gem_p)
+        self.head = str(head) if head is not None else None
+        self.net, preprocessing = load_descriptor_net(name, checkpoint, self.device, gem_p=gem_p, head=head)
         self.image_size = image_size or preprocessing.image_size
         self.mean = tuple(mean or preprocessing.mean)
         self.std = tuple(std or preprocessing.std)
@@ -102,9 +104,9 @@ class DescriptorModel:
     @property
     def attrs(self) -> dict[str, object]:
         """Extraction settings, for HDF5 attributes."""
-        pooling = {"gem_p": self.gem_p} if self.gem_p is not None else {}
+        optional = {k: v for k, v in {"gem_p": self.gem_p, "head": self.head}.items() if v is not None}
         return {"backbone": self.name, "checkpoint": self.checkpoint, "dim": self.dim,
-                "image_size": self.image_size, **pooling, "mean": list(self.mean), "std": list(self.std),
+                "image_size": self.image_size, **optional, "mean": list(self.mean), "std": list(self.std),
                 "resize": "square, no crop"}
 
     @torch.inference_mode()

@@ -13,6 +13,9 @@ Other weights, chosen by the ``global.backbone`` / ``global.checkpoint`` config 
   and a learnt linear projection to ``dim`` dimensions, with its preprocessing;
 * backbone :data:`TORCHSCRIPT`: a TorchScript model that maps a normalised batch
   to descriptors itself (e.g. SSCD's ``sscd_disc_mixup.torchscript.pt``).
+
+A copy head (``global.head``, :mod:`d2lv.descriptor.head`) replaces the projection: it maps the GeM
+of an intermediate block and of the last map (:meth:`PooledDescriptor.pool`) to the descriptor.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from d2lv.descriptor.checkpoints import (
     read_checkpoint,
     weights_path,
 )
+from d2lv.descriptor.head import CopyHead, load_head
 from d2lv.descriptor.params import DEFAULT_BACKBONE, DEFAULT_IMAGE_SIZE
 from d2lv.device import resolve_device
 from d2lv.errors import InputError
@@ -146,23 +150,71 @@ class PooledDescriptor(torch.nn.Module):
     Takes a normalised ``[B, 3, S, S]`` batch; the descriptors are *not* L2-normalised (the
     caller does it, so that training and extraction share this module). ``gem_p`` None: 3 for
     CNN feature maps, 1 (average pooling, as EsViT pools) for transformer token maps.
+
+    ``layer`` (a CNN's module name, e.g. ``blocks.5``) pools that block's output too: the pooled
+    features are then the L2-normalised GeM of ``layer`` and of the last map, concatenated
+    (:meth:`pool`). Earlier blocks keep more of the layout and texture that tell a copy from
+    another photo of the same kind of scene; the copy head (:meth:`attach_head`) learns on both.
     """
 
-    def __init__(self, backbone: torch.nn.Module, gem_p: float | None = None, dim: int | None = None):
+    def __init__(self, backbone: torch.nn.Module, gem_p: float | None = None, dim: int | None = None,
+                 layer: str | None = None):
         super().__init__()
         self.backbone = backbone
         self.tokens_last = tokens_last(backbone)
         self.gem_p = float(gem_p if gem_p is not None else (1.0 if self.tokens_last else DEFAULT_GEM_P))
-        features = int(backbone.num_features)
-        self.projection = torch.nn.Linear(features, dim) if dim else None
-        self.dim = dim or features
+        self.layer = layer
+        self.pooled_dim = int(backbone.num_features) if layer is None else self._multi_layer_size()
+        self.projection: torch.nn.Module | None = torch.nn.Linear(self.pooled_dim, dim) if dim else None
+        self.dim = dim or self.pooled_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(x)
+        return pooled if self.projection is None else self.projection(pooled)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features (before any projection) of a normalised batch."""
+        if self.layer is None:
+            return gem(self._last_map(x), self.gem_p)
+        captured: list[torch.Tensor] = []
+        hook = self.backbone.get_submodule(self.layer).register_forward_hook(
+            lambda _module, _inputs, output: captured.append(output))
+        try:
+            last = self._last_map(x)
+        finally:
+            hook.remove()
+        parts = (gem(captured[0].float(), self.gem_p), gem(last, self.gem_p))
+        return torch.cat([torch.nn.functional.normalize(part, dim=1) for part in parts], dim=1)
+
+    def _last_map(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone.forward_features(x)
         if self.tokens_last:
             features = features.permute(0, 3, 1, 2)
-        pooled = gem(features.float(), self.gem_p)
-        return pooled if self.projection is None else self.projection(pooled)
+        return features.float()
+
+    @torch.no_grad()
+    def _multi_layer_size(self) -> int:
+        """The size of the pooled features with :attr:`layer`, found by pooling a small black image."""
+        if self.tokens_last:
+            raise InputError(f"pooling an intermediate layer needs a CNN, not {type(self.backbone).__name__}")
+        try:
+            self.backbone.get_submodule(self.layer)
+        except AttributeError as err:
+            raise CheckpointError(f"backbone {type(self.backbone).__name__} has no layer {self.layer!r}") from err
+        training = self.backbone.training
+        self.backbone.eval()  # no BatchNorm statistics learnt from the probe
+        try:
+            return self.pool(torch.zeros(1, 3, 64, 64, device=next(self.backbone.parameters()).device)).shape[1]
+        finally:
+            self.backbone.train(training)
+
+    def attach_head(self, head: CopyHead) -> None:
+        """Project the pooled features with a trained copy head (instead of any linear projection)."""
+        if head.in_dim != self.pooled_dim:
+            raise CheckpointError(f"a copy head of {head.in_dim}-d features cannot take this network's "
+                                  f"{self.pooled_dim}-d pooled features")
+        self.projection = head
+        self.dim = head.out_dim
 
     def check_image_size(self, image_size: int) -> None:
         """Transformers built for one input size (timm's Swin) fail on others at the first batch; fail now."""
@@ -235,7 +287,8 @@ def _load_trained(checkpoint: Mapping[str, object], path: Path, name: str,
 
 def load_descriptor_net(name: str = DEFAULT_BACKBONE, checkpoint: str | os.PathLike | None = None,
                         device: str | torch.device = "cpu", dim: int | None = None,
-                        gem_p: float | None = None) -> tuple[torch.nn.Module, Preprocessing]:
+                        gem_p: float | None = None, head: str | os.PathLike | None = None
+                        ) -> tuple[torch.nn.Module, Preprocessing]:
     """The network that maps a normalised ``[B, 3, S, S]`` batch to (not normalised) ``[B, dim]``
     descriptors, in eval mode on ``device``, and the preprocessing its weights expect.
 
@@ -245,10 +298,14 @@ def load_descriptor_net(name: str = DEFAULT_BACKBONE, checkpoint: str | os.PathL
     * otherwise: backbone ``name`` with the weights of ``checkpoint`` (default: the packaged ones),
       GeM, and when ``dim`` is given a new, randomly initialised projection to ``dim``.
 
-    ``gem_p`` None keeps the recorded or default pooling exponent.
+    ``head``: a copy head file (:func:`d2lv.descriptor.head.save_head`) trained on backbone ``name``,
+    which then projects the backbone's multi-layer pooled features (not with ``dim`` or a trained
+    projection). ``gem_p`` None keeps the recorded or default pooling exponent.
     """
     device = resolve_device(device)
     if name == TORCHSCRIPT:
+        if head is not None:
+            raise CheckpointError(f"a copy head needs a timm backbone, not {TORCHSCRIPT!r} ({BACKBONE_KEY})")
         return load_torchscript(checkpoint, device), Preprocessing(DEFAULT_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD)
     path = weights_path(name, checkpoint)
     loaded = read_checkpoint(path)
@@ -259,6 +316,23 @@ def load_descriptor_net(name: str = DEFAULT_BACKBONE, checkpoint: str | os.PathL
         load_weights(backbone, backbone_state_dict(loaded), path, name)
         net = PooledDescriptor(backbone, dim=dim)
         preprocessing = Preprocessing(DEFAULT_IMAGE_SIZE, *normalisation(name, backbone))
+    if head is not None:
+        net, preprocessing = _with_head(net, preprocessing, head, name)
     if gem_p is not None:
         net.gem_p = float(gem_p)
     return net.eval().to(device), preprocessing
+
+
+def _with_head(net: PooledDescriptor, preprocessing: Preprocessing, path: str | os.PathLike,
+               name: str) -> tuple[PooledDescriptor, Preprocessing]:
+    """``net``'s backbone with the multi-layer pooling and the copy head of the head file at ``path``."""
+    loaded = load_head(path)
+    if loaded.input.backbone != name:
+        raise CheckpointError(f"copy head {path} was trained on backbone {loaded.input.backbone!r}, not {name!r} "
+                              f"({BACKBONE_KEY})")
+    if net.projection is not None:
+        raise CheckpointError(f"copy head {path} projects the backbone's pooled features: it cannot follow "
+                              "the projection of a train-descriptor checkpoint")
+    headed = PooledDescriptor(net.backbone, loaded.input.gem_p, layer=loaded.input.layer)
+    headed.attach_head(loaded.head)
+    return headed, Preprocessing(loaded.input.image_size, preprocessing.mean, preprocessing.std)

@@ -7,6 +7,7 @@ at parse time without importing torch, timm or faiss.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from d2lv.device import DEVICES
@@ -14,6 +15,10 @@ from d2lv.options import Options, option
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DEFAULT_IMAGE_SIZE = 224
+
+#: The copy head shipped with d2lv (``global.head: shipped``): made by ``bash scripts/train-head.sh`` from
+#: ../shared/data/ukbench, bsds500/train and synthetic graphics only.
+SHIPPED_HEAD = Path(__file__).with_name("weights") / "copy_head.pt"
 
 #: The ISC 2021 descriptor set (:data:`d2lv.descriptor.store.SETS`) each input set is stored as.
 ISC_SET = {"queries": "query", "calibration": "query", "references": "reference", "background": "reference",
@@ -39,6 +44,21 @@ class CheckpointParams(Options):
     section: ClassVar[str] = "global"
     checkpoint: str = option("", "weights file: timm/EsViT state dict, TorchScript, or a train-descriptor "
                              "checkpoint; empty: the offline ImageNet weights")
+
+
+@dataclass(frozen=True)
+class HeadParams(Options):
+    """The copy head on the backbone's pooled features."""
+
+    section: ClassVar[str] = "global"
+    head: str = option("", "projection trained for copies on the frozen ImageNet backbone (d2lv train-head): "
+                       "shipped (d2lv's), a head .pt, or empty: none (plain GeM)")
+
+    def head_file(self) -> Path | None:
+        """The head file to load, None for none."""
+        if not self.head:
+            return None
+        return SHIPPED_HEAD if self.head == "shipped" else Path(self.head)
 
 
 @dataclass(frozen=True)
