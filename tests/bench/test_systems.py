@@ -54,8 +54,8 @@ def test_bench_run_on_a_tiny_benchmark(tmp_path, tiny_bench):
     table = pd.read_parquet(out / "bench" / "results.parquet").set_index("system")
     full = "d2lv full (calibrated merge)"
     assert set(table.index) == {"PDQ", "CNN global (ImageNet GeM)", "d2lv local votes (recall only)",
-                                "d2lv local branch", "d2lv crop branch", "d2lv global branch", "d2lv sum merge",
-                                full}
+                                "d2lv local branch", "d2lv crop branch", "d2lv global branch", "d2lv hash branch",
+                                "d2lv sum merge", full}
     assert table.loc[full, "micro_ap"] > table.loc["PDQ", "micro_ap"]
     assert table.loc["PDQ", "time_vs_pdq"] == pytest.approx(1.0)
     assert (table.seconds_per_image > 0).all() and (table.bytes_per_reference > 0).all()

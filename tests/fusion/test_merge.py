@@ -34,7 +34,9 @@ def calibrated_run(references, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("run")
     run = lambda *args: main([*map(str, args)])  # noqa: E731
     assert run("manifest", "--quiet", references, "--shard", 0, "--num-shards", 1, "-o", work / "refs.parquet") == 0
-    assert run("make-calibration", "--quiet", work / "refs.parquet", "-o", work / "cal", "--queries", 30) == 0
+    # no graphic copies: their pseudo-references (cal/near/) are not searched here
+    assert run("make-calibration", "--quiet", work / "refs.parquet", "-o", work / "cal", "--queries", 30,
+               "--graphics", 0) == 0
     assert run("manifest", "--quiet", work / "cal" / "queries", "--shard", 0, "--num-shards", 1,
                "-o", work / "cal.parquet") == 0
     for name in ("refs", "cal"):
@@ -138,17 +140,19 @@ def test_the_best_views_inliers_enter_as_octave_indicators_too():
     assert octaves.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
 
 
-def test_hash_features_say_how_close_the_hashes_are_only_where_the_branch_proposed_the_pair():
-    pairs = pd.DataFrame({"pdq_hamming": [0.0, 20.0, 64.0, np.nan], "pdq_quality": [100.0, 50.0, 100.0, np.nan]})
+def test_hash_features_say_how_close_trustworthy_hashes_are_only_where_the_branch_proposed_the_pair():
+    pairs = pd.DataFrame({"pdq_hamming": [0.0, 20.0, 64.0, np.nan, 0.0],
+                          "pdq_quality": [100.0, 50.0, 100.0, np.nan, 10.0]})
     names, x = merge.design_matrix(pairs)
 
     def column(name: str) -> list[float]:
         return x[:, names.index(name)].tolist()
 
-    assert column("proposed_pdq") == [1, 1, 1, 0]
-    assert column("pdq_closeness") == pytest.approx([1.0, 1 - 20 / 128, 0.5, 0.0])
-    assert column("pdq_match") == [1, 1, 0, 0]
-    assert column("pdq_quality") == pytest.approx([1.0, 0.5, 1.0, 0.0])
+    assert column("proposed_pdq") == [1, 1, 1, 0, 1]
+    # a near-blank image's hash (quality 10) matches any other near-blank one: it counts a fifth
+    assert column("pdq_closeness") == pytest.approx([1.0, 1 - 20 / 128, 0.5, 0.0, 0.2])
+    assert column("pdq_match") == pytest.approx([1, 1, 0, 0, 0.2])
+    assert column("pdq_quality") == pytest.approx([1.0, 0.5, 1.0, 0.0, 0.1])
 
 
 def test_fitted_model_ranks_copies_first_and_scores_are_probabilities(calibrated_run):

@@ -160,7 +160,7 @@ def test_a_run_killed_mid_job_is_resumed_by_a_plain_rerun(hostile_run):
 #: Params that hold whole options, shell-quoted where they are built (`d2lv.workflow.flags`,
 #: `d2lv.workflow.path_option`, `report_systems`): quoting them again would make them one word.
 PRE_QUOTED = {"options", "systems", "background", "boxes", "categories", "checkpoint", "crops", "ground_truth",
-              "model"}
+              "model", "regions", "dihedral"}
 
 
 def test_every_shell_placeholder_is_quoted():

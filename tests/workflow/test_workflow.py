@@ -148,13 +148,13 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     assert manifest.shard_of("extra", 8) >= 1  # not the shard the models are trained on
     jobs = planned_jobs(work, *contract)
     # The new reference's shard: extracted and encoded into the index, once ...
-    assert {rule: jobs.pop(rule, 0) for rule in ("manifest", "sift", "local_add", "global_extract")} == dict.fromkeys(
-        ("manifest", "sift", "local_add", "global_extract"), 1)
+    per_shard = ("manifest", "sift", "local_add", "global_extract", "pdq_hash")
+    assert {rule: jobs.pop(rule, 0) for rule in per_shard} == dict.fromkeys(per_shard, 1)
     # ... the merges, and every query shard's searches and verification (their answers can change) ...
     query_shards = manifest.num_shards(13, 10) + manifest.num_shards(24, 10)  # queries, calibration copies
     assert jobs == {"local_merge": 1, "local_recall": 2 * query_shards, "verify": 2 * query_shards,
-                    "global_search": query_shards, "global_export": 1, "fit_merge": 1, "matches": 1,
-                    "skipped": 1, "evaluate": 1, "report_figures": 1, "all": 1}
+                    "global_search": query_shards, "pdq_search": query_shards, "global_export": 1, "pdq_export": 1,
+                    "fit_merge": 1, "matches": 1, "skipped": 1, "evaluate": 1, "report_figures": 1, "all": 1}
     # ... and no training: the index, the detector, the whitening and the calibration copies stay.
 
 

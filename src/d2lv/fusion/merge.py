@@ -37,6 +37,10 @@ INLIER_OCTAVES = (4, 8, 16, 32, 64)
 #: PDQ Hamming distances (of 256 bits) that the hash branch's closeness is measured from: unrelated images
 #: lie near the middle, and ThreatExchange calls 31 bits or fewer a match.
 PDQ_UNRELATED, PDQ_MATCH = 128.0, 31
+#: PDQ quality (0-100) from which a hash is trusted in full: below it an image is too flat for its hash to
+#: say much (PDQ's own guidance), and two near-blank images hash alike (on the hard bench, blank paper tiles
+#: of quality 0-1 matched unrelated flat queries at distance 0).
+PDQ_RELIABLE_QUALITY = 50.0
 
 
 def _column(pairs: pd.DataFrame, name: str, fill: float = 0.0) -> np.ndarray:
@@ -104,15 +108,18 @@ def _local_evidence_features(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _hash_features(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The hash branch's evidence: how much closer than unrelated images the PDQ hashes are (0 where the
-    branch did not propose the pair), a ThreatExchange match, and the hashes' quality."""
+    """The hash branch's evidence, weighed by how far the hashes can be trusted (:data:`PDQ_RELIABLE_QUALITY`):
+    how much closer than unrelated images they are (0 where the branch did not propose the pair), a
+    ThreatExchange match, and the hashes' quality."""
     proposed = _present(pairs, "pdq_hamming")
     hamming = _column(pairs, "pdq_hamming", fill=PDQ_UNRELATED)
+    quality = _column(pairs, "pdq_quality")
+    trust = np.clip(quality / PDQ_RELIABLE_QUALITY, 0.0, 1.0)
     return {
         "proposed_pdq": proposed,
-        "pdq_closeness": np.clip(1.0 - hamming / PDQ_UNRELATED, 0.0, 1.0),
-        "pdq_match": (hamming <= PDQ_MATCH).astype(np.float64),
-        "pdq_quality": proposed * _column(pairs, "pdq_quality") / 100.0,
+        "pdq_closeness": trust * np.clip(1.0 - hamming / PDQ_UNRELATED, 0.0, 1.0),
+        "pdq_match": trust * (hamming <= PDQ_MATCH),
+        "pdq_quality": proposed * quality / 100.0,
     }
 
 
