@@ -11,8 +11,6 @@ cd "$(dirname "$0")/.."
 source scripts/training-photos.sh
 out=${1:?usage: bash scripts/train-descriptor.sh OUT.pt [train-descriptor options]}
 shift
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-training_manifests "$work"
+training_manifests_tmp
 OMP_NUM_THREADS=2 d2lv train-descriptor "${photos[@]}" -o "$out" \
     --steps 80 --batch-size 64 --device cpu --workers 1 --threads 2 --seed 0 "$@"

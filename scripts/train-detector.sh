@@ -10,9 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/training-photos.sh
 out=${1:-src/d2lv/detect/weights/copy-region-yolov5nu.pt}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-training_manifests "$work"
+training_manifests_tmp
 start=scratch
 for seed in 0 1 2; do
     d2lv train-detector "${photos[@]}" -o "$work/run$seed.pt" \

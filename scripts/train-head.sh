@@ -13,9 +13,7 @@ cd "$(dirname "$0")/.."
 source scripts/training-photos.sh
 out=${1:?usage: bash scripts/train-head.sh OUT.pt [train-head options]}
 shift
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-training_manifests "$work"
+training_manifests_tmp
 mkdir -p results/train-head
 OMP_NUM_THREADS=2 d2lv train-head "${photos[@]}" -o "$out" --cache results/train-head/cache.h5 --graphics 300 \
     --views 3 --device cpu --threads 1 --seed 0 "$@"

@@ -8,3 +8,10 @@ training_manifests() {
     d2lv manifest -q "$data/ukbench" -o "${photos[0]}"
     d2lv manifest -q "$data/bsds500/train" -o "${photos[1]}"
 }
+
+# `training_manifests_tmp`: the same, into a temporary folder `work` that is removed when the script exits.
+training_manifests_tmp() {
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    training_manifests "$work"
+}
