@@ -150,7 +150,6 @@ def test_the_recall_table_measures_every_method_on_held_out_images(cache):
     assert table["ImageNet GeM"]["pictures"] >= 0.5  # mild edits of four distinct photos
 
 
-@pytest.mark.skipif(not SHIPPED_HEAD.is_file(), reason="no shipped head yet (bash scripts/train-head.sh)")
 def test_the_shipped_head_gives_unit_vectors_of_its_size(astronaut, chelsea):
     shipped = load_head(SHIPPED_HEAD)
     assert shipped.input.backbone == networks.DEFAULT_BACKBONE and shipped.head.out_dim == 256
