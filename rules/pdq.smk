@@ -1,4 +1,3 @@
-PDQ = config["pdq"]
 PDQ_HASHES = f"{WORK}/pdq/hashes"
 
 

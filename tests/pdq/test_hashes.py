@@ -14,9 +14,7 @@ from skimage import data
 from d2lv import cli
 from d2lv.io import tables
 from d2lv.pdq import hashes as pdq
-
-#: ThreatExchange's usual PDQ match threshold.
-MATCH_DISTANCE = 31
+from d2lv.pdq.params import MATCH_DISTANCE
 
 
 def jpeg(rgb: np.ndarray, quality: int = 40) -> np.ndarray:

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from d2lv.io.images import tile_box
 from d2lv.synth import graphics, tile_pictures
 from d2lv.synth.graphics import GRAPHIC_KINDS, draw_graphic
-from d2lv.synth.photos import tile_box
 
 
 def _sift_keypoints(img: Image.Image) -> int:

@@ -99,16 +99,10 @@ def _train_descriptor(args: argparse.Namespace) -> None:
 
 
 def _copy_edits() -> list[Callable]:
-    """The copy edits of the head's training views: d2lv's DISC21-style edits and, where d2lv has them,
-    the hard benchmark's families, each drawn half of the time."""
+    """The copy edits of the head's training views: d2lv's DISC21-style edits and the hard benchmark's
+    families, each drawn half of the time."""
     from d2lv.synth.families import random_copy_edit
-
-    try:
-        from d2lv.synth.hard_families import HARD_FAMILIES, apply_hard_family
-    except ImportError:
-        print("no hard edit families (d2lv.synth.hard_families): views use d2lv's DISC21-style edits only",
-              file=sys.stderr)
-        return [random_copy_edit]
+    from d2lv.synth.hard_families import HARD_FAMILIES, apply_hard_family
 
     def hard_copy_edit(img, rng, backdrop=None):
         family = list(HARD_FAMILIES)[int(rng.integers(len(HARD_FAMILIES)))]
@@ -123,12 +117,7 @@ def _copy_edits() -> list[Callable]:
 def _graphics(count: int, seed: int) -> list:
     """``count`` synthetic graphics of every kind in turn, each drawn when the cache needs it."""
     from d2lv.descriptor.head_cache import Drawn
-
-    try:
-        from d2lv.synth.graphics import GRAPHIC_KINDS, draw_graphic
-    except ImportError:
-        print("no synthetic graphics (d2lv.synth.graphics): training on the photos only", file=sys.stderr)
-        return []
+    from d2lv.synth.graphics import GRAPHIC_KINDS, draw_graphic
 
     def drawer(kind: str, i: int) -> Callable:
         return lambda: draw_graphic(kind, np.random.default_rng([seed, i, 1]))  # a stream apart from the views'

@@ -1,7 +1,7 @@
 """The training cache of the copy head: the frozen backbone's pooled features of edited views, in HDF5.
 
 Each training image gives three instances: the whole picture and its two halves (:func:`halves`: the
-two ends of its long side, no pixel in common), which are not copies of each other and so teach the
+two tiles of :func:`d2lv.io.images.tile_box`, no pixel in common), which are not copies of each other and so teach the
 head that other parts of one picture are negatives. Each instance gives an anchor (the picture resized
 whole, as a reference is described) and ``views`` edited copies (:func:`d2lv.descriptor.train.make_view`
 with a copy edit drawn evenly from the caller's ``edits``; the descriptor package edits nothing itself).
@@ -33,10 +33,8 @@ from d2lv.descriptor.networks import PooledDescriptor, Preprocessing, load_backb
 from d2lv.descriptor.train import CopyEdit, Normalise, make_view, shrink
 from d2lv.device import resolve_device
 from d2lv.errors import InputError
-from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
+from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image, tile_box
 
-#: Each half's share of the picture's long side (the gap between them is the rest).
-HALF_SHARE = 0.45
 #: Instances per training image: the whole picture, its first half, its second half.
 PARTS = 3
 #: Images whose views are edited, described and written at a time.
@@ -56,13 +54,9 @@ TrainingImage = Path | Drawn
 
 
 def halves(img: Image.Image) -> tuple[Image.Image, Image.Image]:
-    """The first and the last :data:`HALF_SHARE` of ``img``'s long side: two parts with no shared pixel."""
-    w, h = img.size
-    if w >= h:
-        cut = max(1, int(w * HALF_SHARE))
-        return img.crop((0, 0, cut, h)), img.crop((w - cut, 0, w, h))
-    cut = max(1, int(h * HALF_SHARE))
-    return img.crop((0, 0, w, cut)), img.crop((0, h - cut, w, h))
+    """The two tiles of ``img`` (:func:`d2lv.io.images.tile_box`): two parts with no shared pixel."""
+    first, second = (img.crop(tile_box(*img.size, part)) for part in (0, 1))
+    return first, second
 
 
 @dataclass(frozen=True)

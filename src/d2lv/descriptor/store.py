@@ -53,30 +53,31 @@ def write_descriptor_shard(path: str | os.PathLike, set_name: str, ids: Sequence
 
 def read_regions(paths: hdf5.PathOrPaths) -> tuple[list[str], np.ndarray]:
     """(region ids, float32 [n, d]) of the shard files that hold regions; none from the others."""
-    ids: list[str] = []
-    arrays = []
-    for path in hdf5.as_paths(paths):
-        with h5py.File(path, "r") as h5:
-            if REGIONS in h5:
-                ids.extend(hdf5.read_ids(h5[f"{REGIONS}_ids"]))
-                arrays.append(h5[REGIONS][:].astype(np.float32, copy=False))
-    return ids, hdf5.concatenate(arrays, (0, 0), np.float32)
+    return _read(paths, REGIONS, required=False)
 
 
 def read_descriptors(paths: hdf5.PathOrPaths, set_name: str) -> tuple[list[str], np.ndarray]:
     """(ids, float32 [n, d]) of ``set_name`` from shard files or combined ISC files, concatenated."""
     _check_set(set_name)
+    return _read(paths, set_name, required=True)
+
+
+def _read(paths: hdf5.PathOrPaths, name: str, required: bool) -> tuple[list[str], np.ndarray]:
+    """Datasets ``name`` and ``<name>_ids`` of every file, concatenated; a file without them is an error when
+    ``required``, else skipped."""
     ids: list[str] = []
     arrays = []
     for path in hdf5.as_paths(paths):
         with h5py.File(path, "r") as h5:
-            if set_name not in h5:
-                raise InputError(f"{path} holds no {set_name!r} descriptors (it has {sorted(h5.keys())})")
-            ids.extend(hdf5.read_ids(h5[f"{set_name}_ids"]))
-            arrays.append(h5[set_name][:].astype(np.float32, copy=False))
+            if name not in h5:
+                if required:
+                    raise InputError(f"{path} holds no {name!r} descriptors (it has {sorted(h5.keys())})")
+                continue
+            ids.extend(hdf5.read_ids(h5[f"{name}_ids"]))
+            arrays.append(h5[name][:].astype(np.float32, copy=False))
     dims = {a.shape[1] for a in arrays}
     if len(dims) > 1:
-        raise InputError(f"descriptor files of {set_name!r} mix dimensions {sorted(dims)}")
+        raise InputError(f"descriptor files of {name!r} mix dimensions {sorted(dims)}")
     return ids, hdf5.concatenate(arrays, (0, 0), np.float32)
 
 

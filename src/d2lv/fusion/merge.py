@@ -27,6 +27,7 @@ import pandas as pd
 from d2lv.errors import InputError
 from d2lv.fusion.params import MODES, VIEWS
 from d2lv.io import atomic
+from d2lv.pdq.params import MATCH_DISTANCE, RELIABLE_QUALITY, UNRELATED_DISTANCE
 
 MODEL_VERSION = 3
 #: The best view's inlier count also enters as indicators of reaching each octave: a linear model of log
@@ -34,13 +35,6 @@ MODEL_VERSION = 3
 #: the 1k bench, pastes with 20-50 inliers but no global candidate scored below repeated-texture
 #: near duplicates with 10-17).
 INLIER_OCTAVES = (4, 8, 16, 32, 64)
-#: PDQ Hamming distances (of 256 bits) that the hash branch's closeness is measured from: unrelated images
-#: lie near the middle, and ThreatExchange calls 31 bits or fewer a match.
-PDQ_UNRELATED, PDQ_MATCH = 128.0, 31
-#: PDQ quality (0-100) from which a hash is trusted in full: below it an image is too flat for its hash to
-#: say much (PDQ's own guidance), and two near-blank images hash alike (on the hard bench, blank paper tiles
-#: of quality 0-1 matched unrelated flat queries at distance 0).
-PDQ_RELIABLE_QUALITY = 50.0
 
 
 def _column(pairs: pd.DataFrame, name: str, fill: float = 0.0) -> np.ndarray:
@@ -108,17 +102,18 @@ def _local_evidence_features(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _hash_features(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The hash branch's evidence, weighed by how far the hashes can be trusted (:data:`PDQ_RELIABLE_QUALITY`):
-    how much closer than unrelated images they are (0 where the branch did not propose the pair), a
-    ThreatExchange match, and the hashes' quality."""
+    """The hash branch's evidence, weighed by how far the hashes can be trusted
+    (:data:`d2lv.pdq.params.RELIABLE_QUALITY`: on the hard bench, blank paper tiles of quality 0-1 matched
+    unrelated flat queries at distance 0): how much closer than unrelated images they are (0 where the
+    branch did not propose the pair), a ThreatExchange match, and the hashes' quality."""
     proposed = _present(pairs, "pdq_hamming")
-    hamming = _column(pairs, "pdq_hamming", fill=PDQ_UNRELATED)
+    hamming = _column(pairs, "pdq_hamming", fill=UNRELATED_DISTANCE)
     quality = _column(pairs, "pdq_quality")
-    trust = np.clip(quality / PDQ_RELIABLE_QUALITY, 0.0, 1.0)
+    trust = np.clip(quality / RELIABLE_QUALITY, 0.0, 1.0)
     return {
         "proposed_pdq": proposed,
-        "pdq_closeness": trust * np.clip(1.0 - hamming / PDQ_UNRELATED, 0.0, 1.0),
-        "pdq_match": trust * (hamming <= PDQ_MATCH),
+        "pdq_closeness": trust * np.clip(1.0 - hamming / UNRELATED_DISTANCE, 0.0, 1.0),
+        "pdq_match": trust * (hamming <= MATCH_DISTANCE),
         "pdq_quality": proposed * quality / 100.0,
     }
 

@@ -26,6 +26,18 @@ DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning threshold
 
 #: ``(x0, y0, x1, y1)`` in pixels, ``x1`` and ``y1`` exclusive (as PIL crop boxes).
 Box = tuple[int, int, int, int]
+#: A tile's share of an image's long side; the two tiles of an image leave a gap of 1 - 2 * TILE_SHARE.
+TILE_SHARE = 0.45
+
+
+def tile_box(width: int, height: int, part: int) -> Box:
+    """The pixel box of tile ``part`` (0: the first :data:`TILE_SHARE` of the long side, 1: the last) of a
+    ``width`` x ``height`` image: two parts of one picture with no pixel in common."""
+    horizontal = width >= height
+    side = width if horizontal else height
+    start = 0 if part == 0 else side - int(side * TILE_SHARE)
+    stop = start + int(side * TILE_SHARE)
+    return (start, 0, stop, height) if horizontal else (0, start, width, stop)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -19,8 +19,9 @@ HDF5 layout (all datasets at the root):
 ids       str   [n]        image ids
 hashes    uint8 [n, v, 32] ``np.packbits`` of pdqhash's 256 bits; ``v`` = 1
                            (one hash) or 8 (dihedral variants, in pdqhash order)
-quality   int32 [n]        PDQ quality 0..100 of the upright image; below ~50
-                           the image is too flat for its hash to be reliable
+quality   int32 [n]        PDQ quality 0..100 of the upright image; below
+                           :data:`d2lv.pdq.params.RELIABLE_QUALITY` the image is
+                           too flat for its hash to be reliable
 ========= ================ =====================================================
 """
 

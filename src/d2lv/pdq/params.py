@@ -8,6 +8,12 @@ from typing import ClassVar
 
 from d2lv.options import Options, option
 
+#: Hamming distances (of 256 bits): unrelated images lie near the middle; ThreatExchange calls 31 or fewer a match.
+UNRELATED_DISTANCE, MATCH_DISTANCE = 128, 31
+#: PDQ quality (0-100) from which a hash is trusted in full: below it an image is too flat for its hash to say
+#: much (PDQ's own guidance), and two near-blank images hash alike.
+RELIABLE_QUALITY = 50
+
 
 @dataclass(frozen=True)
 class PdqParams(Options):
@@ -16,5 +22,6 @@ class PdqParams(Options):
     section: ClassVar[str] = "pdq"
     topk: int = option(5, "candidates kept per query (each verified locally)")
     max_distance: int = option(90, "Hamming distance (of 256 bits) above which a reference is no candidate; "
-                               "unrelated images lie near 128, ThreatExchange calls 31 a match")
+                               f"unrelated images lie near {UNRELATED_DISTANCE}, ThreatExchange calls "
+                               f"{MATCH_DISTANCE} a match")
     min_quality: int = option(0, "images whose PDQ quality (0-100) is below this take no part")

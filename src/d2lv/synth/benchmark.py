@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -351,12 +351,16 @@ def render_bench_query(
     query: BenchQuery, rng: np.random.Generator, max_side: int | None
 ) -> tuple[Image.Image, tuple[str, ...]]:
     """The query's photo (long side at most ``max_side``) edited with its family, and its categories row."""
-    photo = load_source(query.source, max_side)
-    if query.family == NO_EDIT:
-        edited = Edited(photo, ())
-    else:
-        backdrop = None if query.background is None else functools.partial(load_source, query.background, max_side)
-        edited = apply_family(query.family, photo, rng, backdrop)
+    backdrop = None if query.background is None else functools.partial(load_source, query.background, max_side)
+    return render_edited(query, max_side, lambda photo: apply_family(query.family, photo, rng, backdrop))
+
+
+def render_edited(query: BenchQuery, max_side: int | None,
+                  edit: Callable[[Image.Image], Edited]) -> tuple[Image.Image, tuple[str, ...]]:
+    """The query's source (long side at most ``max_side``) edited by ``edit`` (left as it is when its family is
+    :data:`NO_EDIT`), and its categories row (:data:`BENCH_CATEGORY_COLUMNS`)."""
+    image = load_source(query.source, max_side)
+    edited = Edited(image, ()) if query.family == NO_EDIT else edit(image)
     box = ("",) * 4 if edited.box is None else tuple(str(v) for v in edited.box)
     return edited.image, (query.kind, query.family, "+".join(edited.steps), query.similar_reference_id, *box)
 

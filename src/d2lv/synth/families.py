@@ -198,7 +198,7 @@ MEME_FONTS: tuple[str, ...] = (
 
 
 @functools.cache
-def _caption_words() -> tuple[str, ...]:
+def caption_words() -> tuple[str, ...]:
     """Plain English words from AugLy's misspelling table (package data)."""
     from augly.utils import TEXT_DIR
 
@@ -214,7 +214,7 @@ def _family_meme(img: Image.Image, rng: np.random.Generator, backdrop: Backdrop 
     """
     from augly.utils import FONTS_DIR
 
-    words = _caption_words()
+    words = caption_words()
     lines = [" ".join(rng.choice(words, size=int(rng.integers(1, 4)))) for _ in range(int(rng.integers(1, 3)))]
     caption = "\n".join(lines).upper() if rng.random() < 0.5 else "\n".join(lines)
     font = str(Path(FONTS_DIR) / MEME_FONTS[int(rng.integers(len(MEME_FONTS)))])

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from d2lv.synth.edits import random_colour
-from d2lv.synth.families import MEME_FONTS, _caption_words
+from d2lv.synth.families import MEME_FONTS, caption_words
 
 Size = tuple[int, int]
 Colour = tuple[int, int, int]
@@ -60,7 +60,7 @@ def pick_font(rng: np.random.Generator, names: tuple[str, ...], size: float) -> 
 
 def random_words(rng: np.random.Generator, low: int, high: int) -> str:
     """``low`` to ``high`` (inclusive) random English words."""
-    words = _caption_words()
+    words = caption_words()
     return " ".join(words[int(i)] for i in rng.integers(len(words), size=int(rng.integers(low, high + 1))))
 
 

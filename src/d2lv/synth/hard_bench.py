@@ -25,10 +25,10 @@ from d2lv.errors import InputError
 from d2lv.synth.benchmark import (
     BENCH_CATEGORY_COLUMNS,
     HARD_NEGATIVE_EDITS,
-    NO_EDIT,
     BenchQuery,
     collect_images,
     drop_near_duplicates,
+    render_edited,
 )
 from d2lv.synth.common import balanced, check_counts, reference_id, rng_stream, write_set
 from d2lv.synth.edits import Edited
@@ -185,14 +185,12 @@ def render_hard_query(
 ) -> tuple[Image.Image, tuple[str, ...]]:
     """The query's image edited with its hard family (backdrops: photos from ``backdrops``), and its
     categories row."""
-    image = load_source(query.source, max_side)
-    if query.family == NO_EDIT:
-        edited = Edited(image, ())
-    else:
+
+    def edit(image: Image.Image) -> Edited:
         supply = backdrop_supply(backdrops, query.source, rng.spawn(1)[0], max_side)
-        edited = apply_hard_family(query.family, image, rng, supply)
-    box = ("",) * 4 if edited.box is None else tuple(str(v) for v in edited.box)
-    return edited.image, (query.kind, query.family, "+".join(edited.steps), query.similar_reference_id, *box)
+        return apply_hard_family(query.family, image, rng, supply)
+
+    return render_edited(query, max_side, edit)
 
 
 def backdrop_supply(pool: Sequence[Path], own: Source, rng: np.random.Generator, max_side: int | None) -> Backdrop:

@@ -21,17 +21,16 @@ import numpy as np
 from PIL import Image
 
 from d2lv.errors import InputError
+from d2lv.io.images import tile_box
 from d2lv.synth.common import load_photo
 
 #: Folders (as trailing path components) of the training split; benchmarks leave their photos out.
 TRAINING_FOLDERS: tuple[tuple[str, ...], ...] = (("ukbench",), ("bsds500", "train"))
-#: A tile's share of the photo's long side; the two tiles of a photo leave a gap of 1 - 2 * TILE_SHARE.
-TILE_SHARE = 0.45
 
 
 @dataclass(frozen=True)
 class Tile:
-    """Part ``part`` (0: the first ``TILE_SHARE`` of the long side, 1: the last) of the photo at ``path``."""
+    """Part ``part`` (:func:`d2lv.io.images.tile_box`) of the photo at ``path``."""
 
     path: Path
     part: int
@@ -64,15 +63,6 @@ def without_training_photos(paths: Sequence[Path]) -> list[Path]:
                          "shipped models learnt from; benchmark on other photos, or pass "
                          "--allow-training-photos to measure on them anyway")
     return kept
-
-
-def tile_box(width: int, height: int, part: int) -> tuple[int, int, int, int]:
-    """The pixel box ``(x0, y0, x1, y1)`` of tile ``part`` of a ``width`` x ``height`` photo."""
-    horizontal = width >= height
-    side = width if horizontal else height
-    start = 0 if part == 0 else side - int(side * TILE_SHARE)
-    stop = start + int(side * TILE_SHARE)
-    return (start, 0, stop, height) if horizontal else (0, start, width, stop)
 
 
 def split_in_two(path: Path, rng: np.random.Generator) -> tuple[Tile, Tile]:

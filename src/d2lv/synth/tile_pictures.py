@@ -20,11 +20,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from d2lv.io.images import shrink_long_side
+from d2lv.io.images import shrink_long_side, tile_box
 from d2lv.synth.benchmark import collect_images, drop_near_duplicates
 from d2lv.synth.common import balanced, load_photo
 from d2lv.synth.graphics import GRAPHIC_KINDS, draw_graphic
-from d2lv.synth.photos import tile_box
 
 #: Two tiles differ when, as 64x64 thumbnails, at least 1% of their pixels differ by more than this
 #: (0-255, largest over the channels) in each of the eight poses (rotations, mirrorings) of one.
