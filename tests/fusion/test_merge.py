@@ -62,18 +62,20 @@ def calibrated_run(references, tmp_path_factory) -> Path:
 
 def test_calibration_copies_name_their_source_and_cover_every_family(references, tmp_path):
     paths = sorted(references.glob("*.jpg"))
-    calibration.make_calibration(paths, tmp_path / "a", 22, progress=False)
-    calibration.make_calibration(paths, tmp_path / "b", 22, progress=False)
+    n = 2 * len(calibration.CALIBRATION_FAMILIES)
+    calibration.make_calibration(paths, tmp_path / "a", n, progress=False)
+    calibration.make_calibration(paths, tmp_path / "b", n, progress=False)
     truth = pd.read_csv(tmp_path / "a" / "ground_truth.csv", dtype=str)
-    assert len(truth) == 22 and set(truth.reference_id) <= {image_id(p) for p in paths}
+    assert len(truth) == n and set(truth.reference_id) <= {image_id(p) for p in paths}
     categories = pd.read_csv(tmp_path / "a" / "categories.csv", dtype=str)
-    assert categories.recipe.value_counts().to_dict() == dict.fromkeys(families.FAMILIES, 2)
-    # A copy pasted onto (or framed by) another reference names that backdrop, never its own source.
+    assert categories.recipe.value_counts().to_dict() == dict.fromkeys(calibration.CALIBRATION_FAMILIES, 2)
+    assert set(families.FAMILIES) | {"tone", "collage", "screen_photo"} <= set(calibration.CALIBRATION_FAMILIES)
+    # A copy pasted onto (or framed by, or shown among) another reference names that backdrop, never its own source.
     backdrops = pd.read_csv(tmp_path / "a" / "overlaps.csv", dtype=str).merge(truth, on="query_id")
-    placed = categories[categories.recipe.isin(["paste", "padding", "combo"])]
-    assert set(backdrops.query_id) == set(placed.query_id)
+    placed = categories[categories.recipe.isin(calibration.CALIBRATION_BACKDROP_USERS)]
+    assert set(backdrops.query_id) == set(placed.query_id) and len(placed) == 12
     assert (backdrops.reference_id_x != backdrops.reference_id_y).all()
-    files = calibration.planned_calibration_files(tmp_path / "a", 22)
+    files = calibration.planned_calibration_files(tmp_path / "a", n)
     assert all(f.exists() for f in files)
     assert [f.read_bytes() for f in files] == [(tmp_path / "b" / "queries" / f.name).read_bytes() for f in files]
 
@@ -133,15 +135,25 @@ def test_sum_mode_adds_every_view_and_breaks_ties_by_global_similarity():
 
 
 def test_the_best_views_inliers_enter_as_octave_indicators_too():
-    pairs = pd.DataFrame({"verify_local_n_inliers": [3.0, 40.0, np.nan],
+    pairs = pd.DataFrame({"query_id": ["Q0", "Q1", "Q2"], "verify_local_n_inliers": [3.0, 40.0, np.nan],
                           "verify_local_crop_n_inliers": [9.0, 0.0, 70.0]})
     names, x = merge.design_matrix(pairs)
     octaves = x[:, [names.index(f"inliers_best_ge_{k}") for k in merge.INLIER_OCTAVES]]
     assert octaves.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
 
 
+def test_margins_say_how_far_a_candidate_stands_above_its_querys_others():
+    pairs = pd.DataFrame({"query_id": ["flat", "flat", "flat", "copy", "copy", "alone"],
+                          "global_similarity": [0.80, 0.82, 0.81, 0.90, 0.40, 0.70]})
+    names, x = merge.design_matrix(pairs)
+    margin = x[:, names.index("global_similarity_margin")]
+    # the flat query's three look-alikes barely differ; the copy stands 0.5 above its other candidate
+    assert margin == pytest.approx([-0.02, 0.01, -0.01, 0.5, -0.5, 0.7])
+    assert {f"{name}_margin" for name in merge.MARGIN_FEATURES} <= set(names)
+
+
 def test_hash_features_say_how_close_trustworthy_hashes_are_only_where_the_branch_proposed_the_pair():
-    pairs = pd.DataFrame({"pdq_hamming": [0.0, 20.0, 64.0, np.nan, 0.0],
+    pairs = pd.DataFrame({"query_id": [f"Q{i}" for i in range(5)], "pdq_hamming": [0.0, 20.0, 64.0, np.nan, 0.0],
                           "pdq_quality": [100.0, 50.0, 100.0, np.nan, 10.0]})
     names, x = merge.design_matrix(pairs)
 

@@ -29,7 +29,7 @@ from d2lv.fusion.params import MODES, VIEWS
 from d2lv.io import atomic
 from d2lv.pdq.params import MATCH_DISTANCE, RELIABLE_QUALITY, UNRELATED_DISTANCE
 
-MODEL_VERSION = 3
+MODEL_VERSION = 4
 #: The best view's inlier count also enters as indicators of reaching each octave: a linear model of log
 #: counts alone cannot say that many inliers make a copy almost whatever the global similarity says (on
 #: the 1k bench, pastes with 20-50 inliers but no global candidate scored below repeated-texture
@@ -89,6 +89,7 @@ def design_matrix(pairs: pd.DataFrame) -> tuple[list[str], np.ndarray]:
         **_local_evidence_features(pairs),
         **_hash_features(pairs),
     }
+    features.update(_margin_features(pairs, features))
     return list(features), np.column_stack(list(features.values())) if len(pairs) else np.zeros((0, len(features)))
 
 
@@ -116,6 +117,34 @@ def _hash_features(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
         "pdq_match": trust * (hamming <= MATCH_DISTANCE),
         "pdq_quality": proposed * quality / 100.0,
     }
+
+
+#: Features whose margin over the query's other candidates also enters the merge (:func:`_margin_features`).
+MARGIN_FEATURES = ("global_similarity", "log_inliers_best", "pdq_closeness")
+
+
+def _margin_features(pairs: pd.DataFrame, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """How far each of :data:`MARGIN_FEATURES` stands above the best of the same query's other candidates.
+
+    A copy stands out among its query's candidates; a query that looks like many references (a flat or
+    smooth picture, a common texture) has several candidates of the same similarity, and none is its copy.
+    On the hard benchmark, flat tiles with no keypoint and a hash of quality 0 were the top false positives
+    on global similarity alone.
+    """
+    queries = pairs["query_id"].to_numpy() if "query_id" in pairs else np.arange(len(pairs))  # no id: each alone
+    return {f"{name}_margin": _margin_over_others(features[name], queries) for name in MARGIN_FEATURES}
+
+
+def _margin_over_others(values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``values`` minus the largest value among the other rows of the same query (0 where it has no other)."""
+    frame = pd.DataFrame({"query": queries, "value": values})
+    order = frame.sort_values(["query", "value"], ascending=[True, False], kind="stable")
+    first = order.groupby("query", sort=False).cumcount().to_numpy() == 0
+    best = order.groupby("query", sort=False)["value"].transform("max").to_numpy()
+    runner_up = order["value"].where(~first).groupby(order["query"], sort=False).transform("max").fillna(0.0).to_numpy()
+    margin = np.empty(len(frame))
+    margin[order.index.to_numpy()] = order["value"].to_numpy() - np.where(first, runner_up, best)
+    return margin
 
 
 @dataclass(frozen=True)
