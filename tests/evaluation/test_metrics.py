@@ -150,16 +150,16 @@ def test_recall_at_p90_threshold_is_first_rank_reaching_best_recall():
     assert uap(scores, matches, 10) == pytest.approx(0.9)
 
 
-def test_no_precision_reaching_090_gives_zero_recall_and_no_threshold():
+def test_no_precision_reaching_090_gives_no_recall_and_no_threshold():
     # N .9, M .8: P = 0, 1/2 -> never >= .9
-    assert r_at_p90([0.9, 0.8], [0, 1], 1) == (0.0, None)
+    assert r_at_p90([0.9, 0.8], [0, 1], 1) == (None, None)  # as the official code
     # uAP = 0 * 0 + 1/2 * 1 = 1/2
     assert uap([0.9, 0.8], [0, 1], 1) == pytest.approx(0.5)
 
 
 def test_no_predictions_scores_zero():
     assert uap([], [], 3) == 0.0
-    assert r_at_p90([], [], 3) == (0.0, None)
+    assert r_at_p90([], [], 3) == (None, None)
 
 
 def test_no_ground_truth_positives_is_an_error():
@@ -297,7 +297,7 @@ def test_evaluate_with_non_copy_queries_whose_predictions_are_negatives():
     result = evaluate(preds, truth)
     assert result == Metrics(
         micro_ap=pytest.approx(0.5),
-        recall_at_p90=0.0,
+        recall_at_p90=None,
         threshold_at_p90=None,
         recall_at_1=1.0,  # q1 and q2 both have their true reference on top
         n_predictions=4,

@@ -44,11 +44,12 @@ def micro_average_precision(curve: PRCurve) -> float:
     return float(np.sum(curve.precision * gains))
 
 
-def recall_at_precision(curve: PRCurve, min_precision: float = 0.9) -> tuple[float, float | None]:
-    """Highest recall reached with precision >= ``min_precision``, and the score threshold there."""
+def recall_at_precision(curve: PRCurve, min_precision: float = 0.9) -> tuple[float | None, float | None]:
+    """Highest recall reached with precision >= ``min_precision``, and the score threshold there; both None
+    where no operating point reaches that precision (as the official ISC 2021 code says)."""
     ok = np.flatnonzero(curve.precision >= min_precision)
     if len(ok) == 0:
-        return 0.0, None
+        return None, None
     best = ok[np.argmax(curve.recall[ok])]
     return float(curve.recall[best]), float(curve.scores[best])
 
@@ -66,7 +67,7 @@ def recall_at_one(predictions: pd.DataFrame, ground_truth: pd.DataFrame) -> floa
 @dataclass(frozen=True)
 class Metrics:
     micro_ap: float
-    recall_at_p90: float
+    recall_at_p90: float | None  # None: precision 0.9 is never reached
     threshold_at_p90: float | None
     recall_at_1: float
     n_predictions: int
