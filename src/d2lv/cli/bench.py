@@ -140,8 +140,7 @@ def _add_make_hard(steps: Subparsers) -> None:
         "tiny, jpeg_heavy, rotate, flip, tone, small_crop, small_paste, collage, screen_photo, stacked, "
         "heavy_text, meme_screenshot, paste_photo. Half the non-copies are hard negatives (the other tile of a "
         "copied tile's picture, no shared pixel), half photos and fresh graphics edited like the copies.")
-    p.add_argument("sources", nargs="+", help="folders of photos, e.g. ../shared/data/imagenet-sample "
-                   "../shared/data/bsds500/val ../shared/data/bsds500/test")
+    p.add_argument("sources", nargs="+", help="folders of photos, e.g. imagenet-sample bsds500/val bsds500/test")
     p.add_argument("-o", "--out", required=True, help="folder for queries/, references/, ground_truth.csv, "
                    "categories.csv")
     p.add_argument("--wallpapers", help="folder of wallpapers to cut into tiles besides the graphics (from "

@@ -46,7 +46,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
 
     p = add_command(sub, "make-devset", _make_devset, "build a dev set of edited copies and non-copies from photos")
-    p.add_argument("source", help="folder of photos, e.g. ../shared/data/bsds500")
+    p.add_argument("source", help="folder of photos, e.g. bsds500")
     p.add_argument("out", help="folder for queries/, references/, ground_truth.csv, categories.csv")
     p.add_argument("--references", type=int, default=300)
     p.add_argument("--copies", type=int, default=150)

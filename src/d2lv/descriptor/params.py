@@ -17,7 +17,7 @@ DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DEFAULT_IMAGE_SIZE = 224
 
 #: The copy head shipped with d2lv (``global.head: shipped``): made by ``bash scripts/train-head.sh`` from
-#: ../shared/data/ukbench, bsds500/train and synthetic graphics only.
+#: the training photos (UKBench, BSDS500 train) given to scripts/train-*.sh and synthetic graphics only.
 SHIPPED_HEAD = Path(__file__).with_name("weights") / "copy_head.pt"
 
 #: The ISC 2021 descriptor set (:data:`d2lv.descriptor.store.SETS`) each input set is stored as.

@@ -15,8 +15,8 @@ from d2lv.errors import InputError
 from d2lv.options import Options, option
 
 #: The copy-region detector shipped with d2lv (``detect.weights: ""``): YOLOv5u nano trained by
-#: ``bash scripts/train-detector.sh`` on images synthesised from ../shared/data/ukbench and
-#: bsds500/train only, at :attr:`DetectorParams.image_size`'s default.
+#: ``bash scripts/train-detector.sh`` on images synthesised from the training photos only (UKBench,
+#: BSDS500 train; see scripts/training-photos.sh), at :attr:`DetectorParams.image_size`'s default.
 SHIPPED_WEIGHTS = Path(__file__).with_name("weights") / "copy-region-yolov5nu.pt"
 
 

@@ -1,7 +1,7 @@
 """The photos a benchmark is made of: outside the training split, whole or in two disjoint parts.
 
 d2lv's shipped models (the copy-region detector, and any descriptor or merge defaults) learn only
-from the training split of ``../shared/data``: ``ukbench/`` and ``bsds500/train/``. A figure
+from the training split: the photos of ``ukbench/`` and ``bsds500/train/``. A figure
 measured on photos a model learnt from is not a result, so benchmarks leave those photos out
 unless asked (:func:`without_training_photos`).
 
