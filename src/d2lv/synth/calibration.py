@@ -24,12 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from d2lv.errors import InputError
 from d2lv.io.images import image_id
-from d2lv.synth.benchmark import BACKDROP_USERS, BENCH_CATEGORY_COLUMNS, BenchQuery, render_bench_query, render_edited
+from d2lv.synth.benchmark import BACKDROP_USERS, BENCH_CATEGORY_COLUMNS, BenchQuery, render_bench_query
 from d2lv.synth.common import (
     OVERLAPS_FILE,
     balanced,
@@ -41,23 +38,11 @@ from d2lv.synth.common import (
     write_set,
 )
 from d2lv.synth.families import FAMILIES
-from d2lv.synth.hard_families import HARD_BACKDROP_USERS, HARD_FAMILIES, apply_hard_family
 from d2lv.synth.photos import Source, Tile, load_source, split_in_two
 from d2lv.synth.tile_pictures import draw_graphics
 
 #: The pseudo-references of a calibration set: the other halves of half-copied references.
 NEAR_DIR = "near"
-
-
-#: The calibration copies' edit families: the DISC21-style ones of :data:`d2lv.synth.families.FAMILIES` and the
-#: hard ones of :data:`d2lv.synth.hard_families.HARD_FAMILIES` that are not among them (thumbnails, heavy JPEG,
-#: exact rotations and flips, tone changes, small crops and pastes, collages, screen photos, stacked edits, heavy
-#: text). A merge fitted on DISC21-style copies alone never saw a copy whose only evidence is its global
-#: similarity (an inverted or posterized copy keeps its keypoints but none matches), and reads one as a non-copy.
-CALIBRATION_FAMILIES: tuple[str, ...] = (*FAMILIES, *(
-    name for name, family in HARD_FAMILIES.items() if name not in FAMILIES and family not in FAMILIES.values()))
-#: Calibration families that put the copy onto (or beside) the query's backdrop, another reference.
-CALIBRATION_BACKDROP_USERS: tuple[str, ...] = (*BACKDROP_USERS, *HARD_BACKDROP_USERS)
 
 
 #: Where the synthetic graphics are drawn (whole; only their tiles are pseudo-references).
@@ -118,7 +103,7 @@ def make_calibration(
 
     Each query edits a reference drawn at random (or, for ``near_share`` of them, one half
     of it; for ``graphics_share``, a tile of a synthetic graphic) with one family of
-    :data:`CALIBRATION_FAMILIES` (each family equally often), pasting onto another
+    :data:`d2lv.synth.families.FAMILIES` (each family equally often), pasting onto another
     reference where the family needs a backdrop. ``ground_truth.csv`` names the source by its
     image id (the file stem), so every other candidate of the query is a labelled negative, with
     the pseudo-reference of a half-copied query's other half among them. Pairs that share pixels
@@ -137,7 +122,7 @@ def make_calibration(
     graphics = draw_graphics(_graphic_count(n_queries, near_share, graphics_share), rng, out / GRAPHICS_DIR,
                              max_side)
     plan = plan_calibration(references, n_queries, families, seed, near_share, graphics)
-    render = functools.partial(render_calibration_query, max_side=max_side)
+    render = functools.partial(render_bench_query, max_side=max_side)
     load = functools.partial(load_source, max_side=max_side)
     write_set(out, [], plan.queries, render, BENCH_CATEGORY_COLUMNS, load, seed, progress)
     (out / NEAR_DIR).mkdir(exist_ok=True)
@@ -149,22 +134,11 @@ def make_calibration(
     write_csv(out / OVERLAPS_FILE, ["query_id", "reference_id"], overlapping_pairs(plan))
 
 
-def render_calibration_query(
-    query: BenchQuery, rng: np.random.Generator, max_side: int | None
-) -> tuple[Image.Image, tuple[str, ...]]:
-    """A calibration query: its source edited with its family (:data:`CALIBRATION_FAMILIES`), and its categories
-    row; the backdrop, where the family asks for one, is the query's background reference."""
-    if query.family in FAMILIES:
-        return render_bench_query(query, rng, max_side)
-    backdrop = functools.partial(load_source, query.background, max_side)
-    return render_edited(query, max_side, lambda photo: apply_hard_family(query.family, photo, rng, backdrop))
-
-
 def overlapping_pairs(plan: CalibrationPlan) -> list[tuple[str, str]]:
     """(query, reference) pairs that share pixels without the query copying that reference."""
     pairs = []
     for i, query in enumerate(plan.queries):
-        backdrop = image_id(query.background) if query.family in CALIBRATION_BACKDROP_USERS else None
+        backdrop = image_id(query.background) if query.family in BACKDROP_USERS else None
         if backdrop:
             pairs.append((query_id(i), backdrop))
         shown = {query.reference_id, backdrop}
@@ -193,7 +167,7 @@ def plan_calibration(
         )
     rng = rng_stream(seed, 0)
     sources = rng.choice(len(paths), size=n_queries, replace=n_queries > len(paths))
-    chosen = CALIBRATION_FAMILIES if families is None else tuple(families)
+    chosen = tuple(FAMILIES) if families is None else tuple(families)
     queries: list[BenchQuery] = []
     near: dict[str, Tile] = {}
     order = rng.permutation(n_queries)

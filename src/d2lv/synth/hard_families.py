@@ -234,8 +234,6 @@ HARD_FAMILIES: dict[str, Family] = {
 }
 #: Families that cannot do without a backdrop (another photo to put the copy onto).
 BACKDROP_NEEDED: tuple[str, ...] = ("small_paste", "paste_photo")
-#: Families that show the backdrop in the query when given one (the cells of a collage, a screen photo's room).
-HARD_BACKDROP_USERS: tuple[str, ...] = (*BACKDROP_NEEDED, "collage", "screen_photo")
 
 
 def apply_hard_family(name: str, img: Image.Image, rng: np.random.Generator, backdrop: Backdrop | None = None
