@@ -55,6 +55,7 @@ def query_store(photos, tmp_path_factory) -> store.FeatureStore:
     queries = [
         features("q_astronaut", rotated_crop(photos["astronaut"])),
         features("q_coffee_mirrored", np.ascontiguousarray(photos["coffee"][:, ::-1])),
+        features("q_astronaut_negative", 255 - rotated_crop(photos["astronaut"])),
         features("q_motorcycle", photos["motorcycle"]),  # not a reference
     ]
     store.write_store(path, queries, dataclasses.asdict(SiftParams()))

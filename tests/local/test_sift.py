@@ -89,6 +89,18 @@ def test_mirror_equals_extraction_on_the_mirrored_image(photos):
     assert error < 0.2 * unpermuted
 
 
+def test_inversion_equals_extraction_on_the_negative_image(photos):
+    image = photos["astronaut"]
+    raw = cv2.SIFT_create(nfeatures=300)
+    kps, des = raw.detectAndCompute(image, None)
+    turned = [cv2.KeyPoint(k.pt[0], k.pt[1], k.size, (k.angle + 180.0) % 360.0, k.response, k.octave) for k in kps]
+    _, expected = raw.compute(np.ascontiguousarray(255 - image), turned)
+    inverted = sift.rootsift_uint8(des)[:, sift.INVERSION_PERMUTATION]
+    error = np.abs(inverted.astype(float) - sift.rootsift_uint8(expected)).mean()
+    unpermuted = np.abs(sift.rootsift_uint8(des).astype(float) - sift.rootsift_uint8(expected)).mean()
+    assert error < 0.2 * unpermuted
+
+
 def test_only_the_contrib_headless_opencv_is_installed():
     from importlib import metadata
 

@@ -26,6 +26,15 @@ class TestVerify:
         assert both.flipped and both.n_inliers >= 40
         assert both.n_inliers > 4 * max(plain.n_inliers, 1)
 
+    def test_inverted_copy_is_found_by_the_inverted_pass(self, reference_store, query_store):
+        query, reference = query_store.get("q_astronaut_negative"), reference_store.get("astronaut")
+        plain = verify.verify_pair(query, reference, VerifyParams(inverted=False))
+        found = verify.verify_pair(query, reference, VerifyParams())
+        assert found.inverted and not found.flipped and found.n_inliers >= 40
+        assert plain.n_inliers < 8 and not plain.inverted
+        unrelated = verify.verify_pair(query_store.get("q_motorcycle"), reference, VerifyParams())
+        assert unrelated.n_inliers <= 8 and not unrelated.inverted
+
     def test_ratio_test_is_stricter_with_lower_ratio(self, reference_store, query_store):
         q, r = query_store.get("q_astronaut"), reference_store.get("astronaut")
         loose, _ = verify.ratio_matches(q.descriptors, r.descriptors, 0.9)

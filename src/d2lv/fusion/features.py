@@ -20,7 +20,7 @@ from d2lv.io.isc import KEYS
 
 RECALL_FEATURES = {"local": ["votes", "mean_distance"], "crop": ["votes", "mean_distance"], "global": ["similarity"],
                    "pdq": ["hamming", "quality"]}
-VERIFY_FEATURES = ["n_matches", "n_inliers", "flipped", "score", "query_keypoints", "reference_keypoints"]
+VERIFY_FEATURES = ["n_matches", "n_inliers", "flipped", "inverted", "score", "query_keypoints", "reference_keypoints"]
 
 
 def pair_features(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFrame,
@@ -45,7 +45,7 @@ def pair_features(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFrame,
     for column in [f"{b}_{f}" for b, fs in RECALL_FEATURES.items() for f in fs] + [
             f"verify_{view}_{f}" for view in VIEWS for f in VERIFY_FEATURES]:
         if column not in pairs:  # a branch or view with no pair at all (e.g. no query was cropped)
-            pairs[column] = pd.Series(dtype="boolean" if column.endswith("_flipped") else "float64")
+            pairs[column] = pd.Series(dtype="boolean" if column.endswith(("_flipped", "_inverted")) else "float64")
     pairs["has_crop"] = pairs.query_id.isin(set(cropped))
     return pairs
 

@@ -78,6 +78,7 @@ SCORES = pa.schema(
         ("n_matches", pa.int32()),
         ("n_inliers", pa.int32()),
         ("flipped", pa.bool_()),
+        ("inverted", pa.bool_()),  # the query matched as a negative (an inverted or solarized copy)
         ("score", pa.float32()),
         # the local evidence a pair could have: a smooth image yields few keypoints, so few inliers
         ("query_keypoints", pa.int32()),

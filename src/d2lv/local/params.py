@@ -94,6 +94,9 @@ class VerifyParams(Options):
     ratio: float = option(0.745, "Lowe ratio: keep a match if d1 < ratio * d2 (the original's 1.8 d1^2 < d2^2)")
     mirrored: bool = option(True, "also match the left-right mirrored reference and keep the better pass",
                             flags=("--mirror",))
+    inverted: bool = option(True, "also match the query as the negative of its image (an inverted or solarized "
+                            "copy keeps its keypoints, but none matches as it is) and keep the best pass",
+                            flags=("--invert",))
     probe_stride: int = option(4, "match every Nth query keypoint first, and the rest only if that probe finds "
                                "... (1: match all at once)")
     probe_matches: int = option(2, "... at least this many ratio-test matches, in each pass")

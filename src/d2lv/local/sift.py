@@ -98,6 +98,20 @@ def _mirror_permutation() -> np.ndarray:
 MIRROR_PERMUTATION = _mirror_permutation()
 
 
+def _inversion_permutation() -> np.ndarray:
+    # In the negative of an image (255 - I) every gradient turns by 180 degrees: the same keypoints are
+    # detected (DoG extrema swap sign), each oriented 180 degrees round, so its patch is sampled point-
+    # reflected (rows and columns reverse) while every gradient, relative to the turned orientation,
+    # falls in the same bin as before.
+    index = np.arange(DESCRIPTOR_DIM).reshape(4, 4, 8)
+    return index[::-1, ::-1, :].reshape(-1)
+
+
+#: The descriptor of a keypoint in the negative image, from the one in the image: an inverted copy's
+#: descriptors match its source's after this permutation (a solarized copy's, where it is inverted).
+INVERSION_PERMUTATION = _inversion_permutation()
+
+
 def mirror_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
     """The keypoints, in the same order, of the left-right mirrored image."""
     flipped = keypoints.copy()

@@ -1,4 +1,4 @@
-"""Local verification of candidate pairs: 2-NN ratio matching, a mirrored pass, geometry.
+"""Local verification of candidate pairs: 2-NN ratio matching, mirrored and inverted passes, geometry.
 
 The original method scores a pair by the number of ratio-test matches. We
 keep that count and add geometric verification: matches that agree on one
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from d2lv.io import tables
 from d2lv.local.params import SiftParams, VerifyParams
-from d2lv.local.sift import MIRROR_PERMUTATION, dequantize, extraction_scale, mirror_keypoints
+from d2lv.local.sift import INVERSION_PERMUTATION, MIRROR_PERMUTATION, dequantize, extraction_scale, mirror_keypoints
 from d2lv.local.store import FeatureStore, ImageFeatures
 
 MIN_POINTS = {"homography": 4, "affine": 3, "none": 0}
@@ -30,6 +30,7 @@ class PairScore:
     n_matches: int
     n_inliers: int
     flipped: bool
+    inverted: bool
 
 
 def two_nearest(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,6 +127,7 @@ class PairMatches:
     reference_points: np.ndarray
     inliers: np.ndarray  # bool [n]
     flipped: bool
+    inverted: bool = False
 
     @property
     def n_matches(self) -> int:
@@ -175,27 +177,32 @@ def _match_orientation(query: ImageFeatures, descriptors: np.ndarray, reference:
 
 def match_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams,
                extraction: SiftParams = SiftParams()) -> PairMatches:
-    """The correspondences of one pair; the better of the plain and mirrored passes wins (more inliers,
-    then more matches). The inlier threshold is in pixels at the scale ``extraction`` (the settings the
-    features were extracted with) gave the reference.
+    """The correspondences of one pair; the best of the plain, mirrored and inverted passes wins (more
+    inliers, then more matches). The inlier threshold is in pixels at the scale ``extraction`` (the settings
+    the features were extracted with) gave the reference.
 
-    The mirrored pass matches the query's mirrored descriptors against the reference's: mirroring is a
-    permutation of the descriptor's components, so the distances equal those to the mirrored reference,
-    whose mirrored keypoints the geometry is fitted to. Descriptors may be uint8 (as stored) or already
-    dequantised float32 (as :func:`verify_pairs` caches a query's).
+    The mirrored and inverted passes match permutations of the query's descriptors against the reference's
+    (:data:`d2lv.local.sift.MIRROR_PERMUTATION`, :data:`d2lv.local.sift.INVERSION_PERMUTATION`): the
+    distances equal those to the mirrored reference, whose mirrored keypoints the geometry is fitted to,
+    or to the negative of the query, whose keypoints are the query's. Descriptors may be uint8 (as stored)
+    or already dequantised float32 (as :func:`verify_pairs` caches a query's).
     """
     threshold = params.ransac_threshold / extraction_scale(reference.width, reference.height, extraction.short_side,
                                                            extraction.max_upscale)
     q, r = as_float(query.descriptors), as_float(reference.descriptors)
-    q_idx, r_idx, mask = _match_orientation(query, q, r, reference.keypoints, threshold, params)
-    flipped = False
+    passes = [(q, reference.keypoints, False, False)]
     if params.mirrored:
-        keypoints = mirror_keypoints(reference.keypoints, reference.width)
-        m_q, m_r, m_mask = _match_orientation(query, q[:, MIRROR_PERMUTATION], r, keypoints, threshold, params)
-        if (int(m_mask.sum()), len(m_mask)) > (int(mask.sum()), len(mask)):
-            q_idx, r_idx, mask, flipped = m_q, m_r, m_mask, True
+        passes.append((q[:, MIRROR_PERMUTATION], mirror_keypoints(reference.keypoints, reference.width), True, False))
+    if params.inverted:
+        passes.append((q[:, INVERSION_PERMUTATION], reference.keypoints, False, True))
+    best: tuple | None = None
+    for descriptors, keypoints, flipped, inverted in passes:
+        q_idx, r_idx, mask = _match_orientation(query, descriptors, r, keypoints, threshold, params)
+        if best is None or (int(mask.sum()), len(mask)) > (int(best[2].sum()), len(best[2])):
+            best = (q_idx, r_idx, mask, flipped, inverted)
+    q_idx, r_idx, mask, flipped, inverted = best
     # mirror_keypoints() keeps the keypoint order, so the indices address the unmirrored reference as well.
-    return PairMatches(query.keypoints[q_idx, :2], reference.keypoints[r_idx, :2], mask, flipped)
+    return PairMatches(query.keypoints[q_idx, :2], reference.keypoints[r_idx, :2], mask, flipped, inverted)
 
 
 def dequantised(features: ImageFeatures) -> ImageFeatures:
@@ -210,9 +217,9 @@ def as_float(descriptors: np.ndarray) -> np.ndarray:
 
 def verify_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyParams,
                 extraction: SiftParams = SiftParams()) -> PairScore:
-    """Score one (query, reference) pair; the better of the plain and mirrored passes wins."""
+    """Score one (query, reference) pair; the best of the plain, mirrored and inverted passes wins."""
     matches = match_pair(query, reference, params, extraction)
-    return PairScore(matches.n_matches, matches.n_inliers, matches.flipped)
+    return PairScore(matches.n_matches, matches.n_inliers, matches.flipped, matches.inverted)
 
 
 def pair_score(score: PairScore, geometry: str) -> float:
@@ -242,6 +249,6 @@ def verify_pairs(pairs: pd.DataFrame, queries: FeatureStore, references: Feature
                            total=len(known), desc="verify", unit="pair", disable=not progress):
         query, reference = query_features(q_id), reference_features(r_id)
         score = verify_pair(query, reference, params, extraction)
-        rows.append((q_id, r_id, branch, score.n_matches, score.n_inliers, score.flipped,
+        rows.append((q_id, r_id, branch, score.n_matches, score.n_inliers, score.flipped, score.inverted,
                      pair_score(score, params.geometry), len(query.keypoints), len(reference.keypoints)))
     return pd.DataFrame(rows, columns=tables.SCORES.names)

@@ -299,7 +299,8 @@ def caption_lines(pick: Selected, view: str, found: verify.PairMatches, verdict:
         inliers, matched = row.get(f"verify_{name}_n_inliers"), row.get(f"verify_{name}_n_matches")
         if inliers is not None and not pd.isna(inliers):
             flipped = " mirrored" if _number(row.get(f"verify_{name}_flipped")) > 0 else ""
-            views.append(f"{name} {int(inliers)}/{_count(matched)}{flipped}")
+            inverted = " inverted" if _number(row.get(f"verify_{name}_inverted")) > 0 else ""
+            views.append(f"{name} {int(inliers)}/{_count(matched)}{flipped}{inverted}")
     return [
         f"query {row.query_id}  ->  reference {row.reference_id}    score {row.score:.4g}",
         f"inliers/matches: {', '.join(views) or 'none'}    drawn: {view} {found.n_inliers}/{found.n_matches}"
