@@ -150,6 +150,16 @@ def test_margins_say_how_far_a_candidate_stands_above_its_querys_others():
     assert {f"{name}_margin" for name in merge.MARGIN_FEATURES} <= set(names)
 
 
+def test_the_nearest_of_a_querys_unreliable_hashes_still_stands_out():
+    # a smooth picture's hashes (quality 2) are far from everything, yet the copy's is the nearest
+    pairs = pd.DataFrame({"query_id": ["smooth"] * 3, "pdq_hamming": [74.0, 90.0, np.nan],
+                          "pdq_quality": [2.0, 2.0, np.nan]})
+    names, x = merge.design_matrix(pairs)
+    weighted, unweighted = (x[:, names.index(f"{name}_margin")] for name in ("pdq_closeness", "pdq_nearness"))
+    assert np.abs(weighted).max() < 0.02  # a 25th of the unweighted margins
+    assert unweighted == pytest.approx([16 / 128, -16 / 128, -(1 - 74 / 128)])
+
+
 def test_hash_features_say_how_close_trustworthy_hashes_are_only_where_the_branch_proposed_the_pair():
     pairs = pd.DataFrame({"query_id": [f"Q{i}" for i in range(5)], "pdq_hamming": [0.0, 20.0, 64.0, np.nan, 0.0],
                           "pdq_quality": [100.0, 50.0, 100.0, np.nan, 10.0]})

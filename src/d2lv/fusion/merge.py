@@ -107,20 +107,26 @@ def _hash_features(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
     (:data:`d2lv.pdq.params.RELIABLE_QUALITY`: on the hard bench, blank paper tiles of quality 0-1 matched
     unrelated flat queries at distance 0): how much closer than unrelated images they are (0 where the
     branch did not propose the pair), a ThreatExchange match, and the hashes' quality."""
-    proposed = _present(pairs, "pdq_hamming")
-    hamming = _column(pairs, "pdq_hamming", fill=UNRELATED_DISTANCE)
     quality = _column(pairs, "pdq_quality")
     trust = np.clip(quality / RELIABLE_QUALITY, 0.0, 1.0)
+    hamming = _column(pairs, "pdq_hamming", fill=UNRELATED_DISTANCE)
     return {
-        "proposed_pdq": proposed,
-        "pdq_closeness": trust * np.clip(1.0 - hamming / UNRELATED_DISTANCE, 0.0, 1.0),
+        "proposed_pdq": _present(pairs, "pdq_hamming"),
+        "pdq_closeness": trust * _hash_closeness(pairs),
         "pdq_match": trust * (hamming <= MATCH_DISTANCE),
-        "pdq_quality": proposed * quality / 100.0,
+        "pdq_quality": _present(pairs, "pdq_hamming") * quality / 100.0,
     }
 
 
-#: Features whose margin over the query's other candidates also enters the merge (:func:`_margin_features`).
-MARGIN_FEATURES = ("global_similarity", "log_inliers_best", "pdq_closeness")
+def _hash_closeness(pairs: pd.DataFrame) -> np.ndarray:
+    """How much closer than unrelated images the pair's hashes are, 0..1 (0 where the branch did not propose it)."""
+    hamming = _column(pairs, "pdq_hamming", fill=UNRELATED_DISTANCE)
+    return np.clip(1.0 - hamming / UNRELATED_DISTANCE, 0.0, 1.0)
+
+
+#: Features whose margin over the query's other candidates also enters the merge (:func:`_margin_features`);
+#: ``pdq_nearness`` is the hash branch's closeness unweighted by quality.
+MARGIN_FEATURES = ("global_similarity", "log_inliers_best", "pdq_closeness", "pdq_nearness")
 
 
 def _margin_features(pairs: pd.DataFrame, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -129,10 +135,12 @@ def _margin_features(pairs: pd.DataFrame, features: dict[str, np.ndarray]) -> di
     A copy stands out among its query's candidates; a query that looks like many references (a flat or
     smooth picture, a common texture) has several candidates of the same similarity, and none is its copy.
     On the hard benchmark, flat tiles with no keypoint and a hash of quality 0 were the top false positives
-    on global similarity alone.
+    on global similarity alone. Among one query's candidates even unreliable hashes (a smooth picture's) say
+    which reference is nearest, so the hash's margin is also taken unweighted by quality.
     """
     queries = pairs["query_id"].to_numpy() if "query_id" in pairs else np.arange(len(pairs))  # no id: each alone
-    return {f"{name}_margin": _margin_over_others(features[name], queries) for name in MARGIN_FEATURES}
+    values = {**features, "pdq_nearness": _hash_closeness(pairs)}
+    return {f"{name}_margin": _margin_over_others(values[name], queries) for name in MARGIN_FEATURES}
 
 
 def _margin_over_others(values: np.ndarray, queries: np.ndarray) -> np.ndarray:
