@@ -24,6 +24,7 @@ from d2lv.local.params import (
     RecallParams,
     SiftParams,
     SingleCandidateRule,
+    UsableParams,
     VerifyParams,
 )
 from d2lv.report.params import ReportParams

@@ -39,14 +39,14 @@ rule skipped:
     conda:
         "../envs/d2lv.yaml"
     params:
-        min_keypoints=config["sift"]["min_keypoints"],
+        options=d2lv_workflow.flags(config, UsableParams),
         queries=SET_FOLDERS["queries"],
         references=SET_FOLDERS["references"],
     shell:
         "d2lv skipped --quiet --queries-folder {params.queries:q} --references-folder {params.references:q}"
         " --queries-manifests {input.queries_manifests:q}"
         " --references-manifests {input.references_manifests:q} --queries-features {input.queries_features:q}"
-        " --references-features {input.references_features:q} --min-keypoints {params.min_keypoints:q}"
+        " --references-features {input.references_features:q} {params.options}"
         " -o {output:q} 2> {log:q}"
 
 

@@ -8,7 +8,10 @@ Each field of an :class:`Options` dataclass is at the same time
   read by :meth:`Options.from_config` and turned into the command line of a rule by
   :meth:`Options.to_flags`.
 
-So the name, type, default and help of a parameter are written in one place, and a
+- a key of the workflow's config schema and of the commented ``config.yaml``, both generated
+  from the option groups by :mod:`d2lv.config` (``d2lv config``).
+
+So the name, type, default, bounds and help of a parameter are written in one place, and a
 Snakemake rule passes ``d2lv.workflow.flags(config, SomeParams)`` instead of spelling
 out each option (see SSCD's components, which declare their own options the same way).
 """
@@ -20,21 +23,39 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from d2lv.errors import InputError
+
 T = TypeVar("T", bound="Options")
+
+#: The bounds an option may declare: keyword of :func:`option` -> JSON-schema keyword, and the test a value passes.
+BOUNDS: dict[str, tuple[str, Any]] = {
+    "minimum": ("minimum", lambda value, bound: value >= bound),
+    "exclusive_minimum": ("exclusiveMinimum", lambda value, bound: value > bound),
+    "maximum": ("maximum", lambda value, bound: value <= bound),
+    "multiple_of": ("multipleOf", lambda value, bound: value % bound == 0),
+    "min_length": ("minLength", lambda value, bound: len(value) >= bound),
+}
 
 
 def option(default: Any, help: str, *, flags: Sequence[str] = (), key: str | None = None,
-           choices: Sequence[Any] | None = None) -> Any:
+           choices: Sequence[Any] | None = None, minimum: float | None = None,
+           exclusive_minimum: float | None = None, maximum: float | None = None, multiple_of: int | None = None,
+           min_length: int | None = None) -> Any:
     """A dataclass field that is also a command-line option and a config key.
 
     Args:
         default: the value when neither the command line nor the config sets it; its type is the option's.
-        help: one line for ``--help``.
+        help: one line for ``--help``, the config schema and the comment in ``config.yaml``.
         flags: the option strings (default ``--field-name``); a boolean gets ``--flag`` and ``--no-flag``.
         key: dotted config key (default ``<section>.<field_name>``).
         choices: the allowed values.
+        minimum, exclusive_minimum, maximum, multiple_of: bounds of a number, checked when the group is built.
+        min_length: the shortest a string may be.
     """
-    metadata = {"help": help, "flags": tuple(flags), "key": key, "choices": choices}
+    bounds = {"minimum": minimum, "exclusive_minimum": exclusive_minimum, "maximum": maximum,
+              "multiple_of": multiple_of, "min_length": min_length}
+    metadata = {"help": help, "flags": tuple(flags), "key": key, "choices": choices,
+                "bounds": {name: bound for name, bound in bounds.items() if bound is not None}}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -43,6 +64,16 @@ class Options:
 
     #: The config section the fields live in ("" for top-level keys).
     section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        """Refuse a value outside its field's choices or bounds, naming the config key."""
+        for field in dataclasses.fields(self):
+            value, choices = getattr(self, field.name), field.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise InputError(f"{self.config_key(field)}: {value!r} is not one of {', '.join(map(str, choices))}")
+            for name, bound in field.metadata.get("bounds", {}).items():
+                if not BOUNDS[name][1](value, bound):
+                    raise InputError(f"{self.config_key(field)}: {value!r} must be {_BOUND_WORDS[name]} {bound}")
 
     @classmethod
     def option_flags(cls, field: dataclasses.Field) -> tuple[str, ...]:
@@ -102,6 +133,8 @@ class Options:
 
 
 _MISSING = object()
+_BOUND_WORDS = {"minimum": "at least", "exclusive_minimum": "above", "maximum": "at most",
+                "multiple_of": "a multiple of", "min_length": "a string of length at least"}
 
 
 def _lookup(config: Mapping[str, Any], key: str) -> Any:

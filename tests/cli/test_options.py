@@ -70,8 +70,8 @@ def test_config_values_round_trip_through_the_command_line(group):
             value = next(c for c in choices if c != value)
         elif isinstance(value, float):
             value = value / 2
-        elif isinstance(value, int):
-            value = value + 1
+        elif isinstance(value, int):  # the next value its bounds allow
+            value = value + field.metadata["bounds"].get("multiple_of", 1)
         else:
             value = f"{value}-changed"
         changed[field.name] = value

@@ -14,7 +14,7 @@ class BaselineParams(Options):
     """The baselines' answers."""
 
     section: ClassVar[str] = "bench"
-    topk: int = option(10, "candidates kept per query")
+    topk: int = option(10, "candidates kept per query", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -23,4 +23,4 @@ class CnnBaselineParams(Options):
 
     section: ClassVar[str] = "bench"
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
-    image_size: int = option(224, "images are resized (not cropped) to this square")
+    image_size: int = option(224, "images are resized (not cropped) to this square", minimum=32)

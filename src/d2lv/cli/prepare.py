@@ -10,6 +10,7 @@ import pandas as pd
 
 from d2lv.cli.common import Subparsers, add_command
 from d2lv.io.images import DecodeParams
+from d2lv.local.params import UsableParams
 
 #: The sets whose inputs ``skipped`` reports.
 INPUT_SETS = ("queries", "references")
@@ -31,7 +32,8 @@ def _skipped(args: argparse.Namespace) -> None:
     from d2lv.report import skipped
 
     frames = [skipped.collect(name, getattr(args, f"{name}_manifests"), getattr(args, f"{name}_features"),
-                              args.min_keypoints, getattr(args, f"{name}_folder")) for name in INPUT_SETS]
+                              UsableParams.from_args(args).min_keypoints, getattr(args, f"{name}_folder"))
+              for name in INPUT_SETS]
     skipped.write_csv(pd.concat(frames, ignore_index=True), args.out)
 
 
@@ -79,8 +81,7 @@ def register(sub: Subparsers) -> None:
                        "(other formats, hidden and AppleDouble files, hidden folders)")
         p.add_argument(f"--{name}-manifests", nargs="*", default=[], help=f"{name} manifests .parquet")
         p.add_argument(f"--{name}-features", nargs="*", default=[], help=f"{name} feature stores .h5")
-    p.add_argument("--min-keypoints", type=int, default=10, help="report images with fewer local features "
-                   "(config sift.min_keypoints)")
+    UsableParams.add_arguments(p)
     p.add_argument("-o", "--out", required=True, help="skipped .csv")
 
     p = add_command(sub, "check-references", _check_references,

@@ -26,14 +26,26 @@ ISC_SET = {"queries": "query", "calibration": "query", "references": "reference"
 
 
 @dataclass(frozen=True)
+class GlobalStageParams(Options):
+    """Whether the workflow runs the global branch, and on what (read by the workflow, not a subcommand)."""
+
+    section: ClassVar[str] = "global"
+    enabled: bool = option(True, "run the global branch (CNN descriptors, faiss top-k search, local verification "
+                           "of its candidates)")
+    train: bool = option(False, "fine-tune the descriptor on the references first (`d2lv train-descriptor`)")
+    background: str = option("", "folder of non-reference photos by which each query's similarities are "
+                             "normalised (SSCD's similarity normalisation); \"\" turns it off")
+
+
+@dataclass(frozen=True)
 class BackboneParams(Options):
     """The descriptor network and where it runs."""
 
     section: ClassVar[str] = "global"
     backbone: str = option(DEFAULT_BACKBONE, "timm architecture name, or torchscript (global-extract only: "
                            "a model that pools and projects itself)")
-    image_size: int = option(DEFAULT_IMAGE_SIZE, "images are resized (not cropped) to this square "
-                             "(global-extract: 0 = the checkpoint's own)")
+    image_size: int = option(DEFAULT_IMAGE_SIZE, "images are resized (not cropped) to this square (0: the "
+                             "checkpoint's own)", minimum=0)
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
 
 
@@ -66,10 +78,10 @@ class TrainParams(Options):
     """Contrastive fine-tuning."""
 
     section: ClassVar[str] = "global"
-    dim: int = option(256, "size of the learned projection")
-    steps: int = option(2000, "optimiser steps", key="global.train_steps")
-    batch_size: int = option(64, "images per step (two edited views each)", key="global.train_batch_size")
-    lr: float = option(1e-4, "learning rate", key="global.train_lr")
+    dim: int = option(256, "size of the learned projection", key="global.train_dim", minimum=1)
+    steps: int = option(2000, "optimiser steps", key="global.train_steps", minimum=1)
+    batch_size: int = option(64, "images per step (two edited views each)", key="global.train_batch_size", minimum=2)
+    lr: float = option(1e-4, "learning rate", key="global.train_lr", exclusive_minimum=0)
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ class RegionParams(Options):
     section: ClassVar[str] = "global"
     regions: int = option(0, "also describe each query at every view (its whole image, each crop) and the n x n "
                           "cells of a grid over it; each reference keeps its best region (0: only the first crop, "
-                          "or the whole query)")
+                          "or the whole query)", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -87,9 +99,9 @@ class WhiteningParams(Options):
     """PCA whitening."""
 
     section: ClassVar[str] = "global"
-    dim: int = option(256, "output dimensions")
+    dim: int = option(256, "output dimensions", minimum=1)
     shrinkage: float = option(0.1, "regulariser relative to the mean eigenvalue: keeps low-variance "
-                              "directions from exploding")
+                              "directions from exploding", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,7 @@ class SearchParams(Options):
     """Global candidates."""
 
     section: ClassVar[str] = "global"
-    topk: int = option(5, "references kept per query")
+    topk: int = option(5, "references kept per query", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -105,5 +117,5 @@ class BackgroundParams(Options):
     """Background normalisation (with --background)."""
 
     section: ClassVar[str] = "global"
-    background_k: int = option(1, "use the k-th nearest background image")
+    background_k: int = option(1, "use the k-th nearest background image", minimum=1)
     background_beta: float = option(1.0, "weight of the background similarity")

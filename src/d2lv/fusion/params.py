@@ -26,7 +26,7 @@ class FitParams(Options):
     """The calibrated merge's logistic regression."""
 
     section: ClassVar[str] = "merge"
-    regularisation: float = option(1.0, "inverse L2 strength (scikit-learn's C)")
+    regularisation: float = option(1.0, "inverse L2 strength (scikit-learn's C)", exclusive_minimum=0)
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,12 @@ class CalibrationParams(Options):
 
     section: ClassVar[str] = "merge"
     queries: int = option(200, "edited copies to make (each a positive, its other candidates negatives)",
-                          key="merge.calibration_queries")
+                          key="merge.calibration_queries", minimum=1)
     near_duplicates: float = option(0.25, "share of the copies that copy half a reference, whose other half "
-                                    "becomes a near-duplicate negative (a pseudo-reference)")
+                                    "becomes a near-duplicate negative (a pseudo-reference)", minimum=0, maximum=1)
     graphics: float = option(0.25, "share of the copies that copy a tile of a synthetic graphic (gradient, shapes, "
                              "chart, text card, UI layout, paper), its other tile a near-duplicate negative",
-                             key="merge.calibration_graphics")
+                             key="merge.calibration_graphics", minimum=0, maximum=1)
     seed: int = option(0, "seeds the choice of sources, backdrops and edits")
 
 
@@ -49,4 +49,4 @@ class OutputParams(Options):
     """What matches.csv keeps."""
 
     section: ClassVar[str] = "output"
-    max_results_per_query: int = option(10, "keep each query's N best pairs")
+    max_results_per_query: int = option(10, "keep each query's N best pairs", minimum=1)

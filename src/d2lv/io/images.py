@@ -53,7 +53,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class DecodeParams(Options):
     """Image decoding."""
 
-    max_pixels: int = option(DEFAULT_MAX_PIXELS, "larger images are skipped as decompression bombs")
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, "larger images are skipped as decompression bombs", minimum=1)
 
 
 class ImageError(D2lvError):
