@@ -30,6 +30,9 @@ include: "rules/report.smk"
 include: "rules/bench.smk"
 
 
+d2lv_workflow.check_steps(BENCH_STEPS, [rule.name for rule in workflow.rules])
+
+
 rule all:
     default_target: True
     input:

@@ -171,52 +171,71 @@ def final_outputs():
     return outputs
 
 
-def report_systems(wildcards, input):
-    """`d2lv bench report` arguments: each system's predictions, workflow steps and stored index.
+#: The workflow steps each benchmark system pays for: rules, or `rule/view` (one query view's share of a
+#: rule); the merged systems pay for every rule, calibration and detector training included. The Snakefile
+#: checks at parse time that each names a rule.
+_INDEX_STEPS = "local_train,local_add,local_merge"
+_LOCAL_STEPS = f"manifest,sift,{_INDEX_STEPS},local_recall/queries"
+_HASH_STEPS = "manifest,pdq_hash/queries,pdq_hash/references"
+BENCH_STEPS = {
+    "PDQ": f"{_HASH_STEPS},bench_pdq_match",
+    "CNN": "manifest,bench_cnn_extract,bench_cnn_search",
+    "local votes": _LOCAL_STEPS,
+    "local": f"{_LOCAL_STEPS},verify/queries",
+    "crop": f"manifest,sift,train_detector,detect/queries,{_INDEX_STEPS},local_recall/queries_crops,verify/queries_crops",
+    "global": "manifest,global_extract,global_whitening,global_search/queries",
+    "hash": f"{_HASH_STEPS},pdq_hash/queries_crops,train_detector,detect/queries,pdq_search/queries",
+    "merged": f"manifest,sift,{_INDEX_STEPS},local_recall,verify,global_extract,global_whitening,global_search,"
+    "pdq_hash,pdq_search,train_detector,detect,make_calibration,fit_merge,matches",
+}
 
-    A branch's steps are its query view's share of each rule (`rule/view`); the merged
-    systems pay for every rule, calibration and detector training included.
-    """
-    index_steps = "local_train,local_add,local_merge"
-    local = f"manifest,sift,{index_steps},local_recall/queries"
-    crop = f"manifest,sift,train_detector,detect/queries,{index_steps},local_recall/queries_crops"
-    glob = "manifest,global_extract,global_whitening,global_search/queries"
-    every = f"manifest,sift,{index_steps},local_recall,verify,global_extract,global_whitening"
-    every += ",global_search,pdq_hash,pdq_search,train_detector,detect,make_calibration,fit_merge,matches"
-    hashes = "manifest,pdq_hash/queries,pdq_hash/references"
+
+def report_systems(wildcards, input):
+    """`d2lv bench report` arguments: each system's predictions, workflow steps (BENCH_STEPS) and stored index."""
     index = [*input.local_index, *input.local_features]
     per_shard = lambda files: os.path.join(os.path.dirname(files[0]), "*.parquet")
     systems = [
-        ("PDQ", input.pdq, f"{hashes},bench_pdq_match", input.pdq_store),
+        ("PDQ", input.pdq, BENCH_STEPS["PDQ"], input.pdq_store),
         (
             "CNN global (ImageNet GeM)",
             f"{input.cnn}#similarity",
-            "manifest,bench_cnn_extract,bench_cnn_search",
+            BENCH_STEPS["CNN"],
             input.cnn_store,
         ),
-        ("d2lv local votes (recall only)", f"{per_shard(input.local_candidates)}#votes", local, input.local_index),
-        ("d2lv local branch", f"{input.matches}#verify_local_score@local_votes", f"{local},verify/queries", index),
+        (
+            "d2lv local votes (recall only)",
+            f"{per_shard(input.local_candidates)}#votes",
+            BENCH_STEPS["local votes"],
+            input.local_index,
+        ),
+        ("d2lv local branch", f"{input.matches}#verify_local_score@local_votes", BENCH_STEPS["local"], index),
     ]
     if DETECT_ENABLED:
         systems.append(
             (
                 "d2lv crop branch",
                 f"{input.matches}#verify_local_crop_score@crop_votes",
-                f"{crop},verify/queries_crops",
+                BENCH_STEPS["crop"],
                 index,
             )
         )
     if GLOBAL_ENABLED:
         systems.append(
-            ("d2lv global branch", f"{per_shard(input.global_candidates)}#similarity", glob, input.global_store)
+            (
+                "d2lv global branch",
+                f"{per_shard(input.global_candidates)}#similarity",
+                BENCH_STEPS["global"],
+                input.global_store,
+            )
         )
     if PDQ_ENABLED:
-        hash_steps = f"{hashes},pdq_hash/queries_crops,train_detector,detect/queries,pdq_search/queries"
-        systems.append(("d2lv hash branch", f"{per_shard(input.pdq_candidates)}#score", hash_steps, input.pdq_store))
+        systems.append(
+            ("d2lv hash branch", f"{per_shard(input.pdq_candidates)}#score", BENCH_STEPS["hash"], input.pdq_store)
+        )
     stored = [*index, *input.global_store, *(input.pdq_store if PDQ_ENABLED else [])]
     if CALIBRATED:
-        systems.append(("d2lv sum merge", f"{input.matches}#score_sum", every, stored))
-    systems.append((f"d2lv full ({MERGE['mode']} merge)", input.matches, every, stored))
+        systems.append(("d2lv sum merge", f"{input.matches}#score_sum", BENCH_STEPS["merged"], stored))
+    systems.append((f"d2lv full ({MERGE['mode']} merge)", input.matches, BENCH_STEPS["merged"], stored))
     return " ".join(
         f"--system {shlex.quote(f'{name}={predictions}')} --stages {shlex.quote(f'{name}={stages}')}"
         f" --storage {shlex.quote(name + '=' + ','.join(storage))}"

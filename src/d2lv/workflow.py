@@ -23,6 +23,25 @@ from d2lv.options import Options
 from d2lv.synth import calibration, demo
 
 
+class UnknownStepError(D2lvError):
+    """A benchmark system that names a step no rule of the workflow runs (a renamed rule would silently drop
+    its cost from the timings)."""
+
+
+def check_steps(steps: Mapping[str, str], rules: Sequence[str]) -> None:
+    """Check that every step of ``steps`` (system -> comma-separated ``rule`` or ``rule/view``) names a rule.
+
+    Raises:
+        UnknownStepError: naming the system and the step.
+    """
+    known = set(rules)
+    for system, listed in steps.items():
+        unknown = [step for step in listed.split(",") if step.split("/")[0] not in known]
+        if unknown:
+            raise UnknownStepError(f"benchmark system {system!r} pays for {unknown}, which no rule of the workflow "
+                                   f"runs; rename the step in BENCH_STEPS (rules/common.smk)")
+
+
 def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
