@@ -137,8 +137,11 @@ _WIDTH = 120
 
 def options() -> list[tuple[str, type[Options], dataclasses.Field]]:
     """Every config key, in the files' order, with its group and field."""
-    return [(group.config_key(field), group, field)
-            for section in SECTIONS for group in section.groups for field in dataclasses.fields(group)]
+    return [option for section in SECTIONS for option in _section_options(section)]
+
+
+def _section_options(section: Section) -> list[tuple[str, type[Options], dataclasses.Field]]:
+    return [(group.config_key(field), group, field) for group in section.groups for field in dataclasses.fields(group)]
 
 
 def _help(field: dataclasses.Field) -> str:
@@ -149,18 +152,14 @@ def _property(field: dataclasses.Field) -> dict[str, Any]:
     prop: dict[str, Any] = {"type": _JSON_TYPES[type(field.default)]}
     if field.metadata.get("choices") is not None:
         prop["enum"] = list(field.metadata["choices"])
-    prop.update({BOUNDS[name][0]: bound for name, bound in field.metadata.get("bounds", {}).items()})
+    prop.update({BOUNDS[name].schema_keyword: bound for name, bound in field.metadata.get("bounds", {}).items()})
     prop["description"] = _help(field)
     prop["default"] = field.default
     return prop
 
 
 def _object(description: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object"}
-    if description:
-        out["description"] = description
-    out.update({"additionalProperties": False, "properties": {}})
-    return out
+    return {"type": "object", "description": description, "additionalProperties": False, "properties": {}}
 
 
 def json_schema() -> dict[str, Any]:
@@ -173,10 +172,9 @@ def json_schema() -> dict[str, Any]:
         if section.name:
             parent, _, name = section.name.rpartition(".")
             objects[section.name] = objects[parent]["properties"][name] = _object(section.description)
-        for group in section.groups:
-            for field in dataclasses.fields(group):
-                parent, _, name = group.config_key(field).rpartition(".")
-                objects[parent]["properties"][name] = _property(field)
+        for key, _, field in _section_options(section):
+            parent, _, name = key.rpartition(".")
+            objects[parent]["properties"][name] = _property(field)
     for node in reversed(objects.values()):  # a nested section's default before its parent's
         node["required"] = list(node["properties"])
         if node is not schema:
@@ -200,19 +198,16 @@ def config_yaml() -> str:
         if section.name:
             lines.append("  " * nested + f"{section.name.rpartition('.')[2]}:")
         indent = "  " * (nested + bool(section.name))
-        for group in section.groups:
-            for field in dataclasses.fields(group):
-                name = group.config_key(field).rpartition(".")[2]
-                lines += _config_line(indent + name, field.default, _help(field))
+        for key, _, field in _section_options(section):
+            lines += _config_line(indent + key.rpartition(".")[2], field.default, _help(field))
     return "\n".join(lines) + "\n"
 
 
 def _config_line(key: str, value: Any, help_text: str) -> list[str]:
     text = f"{key}: {_scalar(value)}"
-    width = _WIDTH - max(_COMMENT_COLUMN, len(text) + 1) - 2
-    comment = textwrap.wrap(help_text, width) or [""]
-    first = f"{text.ljust(_COMMENT_COLUMN - 1)} # {comment[0]}"
-    return [first] + [" " * (max(_COMMENT_COLUMN, len(text) + 1) - 1) + f" # {line}" for line in comment[1:]]
+    column = max(_COMMENT_COLUMN, len(text) + 1)  # where "#" goes
+    comment = textwrap.wrap(help_text, _WIDTH - column - 2) or [""]
+    return [f"{text.ljust(column - 1)} # {comment[0]}"] + [" " * (column - 1) + f" # {line}" for line in comment[1:]]
 
 
 def _scalar(value: Any) -> str:

@@ -9,7 +9,7 @@ Each field of an :class:`Options` dataclass is at the same time
   :meth:`Options.to_flags`.
 
 - a key of the workflow's config schema and of the commented ``config.yaml``, both generated
-  from the option groups by :mod:`d2lv.config` (``d2lv config``).
+  from the option groups by :mod:`d2lv.configuration` (``d2lv config``).
 
 So the name, type, default, bounds and help of a parameter are written in one place, and a
 Snakemake rule passes ``d2lv.workflow.flags(config, SomeParams)`` instead of spelling
@@ -20,20 +20,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from d2lv.errors import InputError
 
 T = TypeVar("T", bound="Options")
 
-#: The bounds an option may declare: keyword of :func:`option` -> JSON-schema keyword, and the test a value passes.
-BOUNDS: dict[str, tuple[str, Any]] = {
-    "minimum": ("minimum", lambda value, bound: value >= bound),
-    "exclusive_minimum": ("exclusiveMinimum", lambda value, bound: value > bound),
-    "maximum": ("maximum", lambda value, bound: value <= bound),
-    "multiple_of": ("multipleOf", lambda value, bound: value % bound == 0),
-    "min_length": ("minLength", lambda value, bound: len(value) >= bound),
+
+
+class Bound(NamedTuple):
+    """A bound an option may declare: its JSON-schema keyword, the test a value passes, and how an error says it."""
+
+    schema_keyword: str
+    holds: Callable[[Any, Any], bool]
+    words: str
+
+
+#: The bounds, by keyword of :func:`option`.
+BOUNDS: dict[str, Bound] = {
+    "minimum": Bound("minimum", lambda value, bound: value >= bound, "at least"),
+    "exclusive_minimum": Bound("exclusiveMinimum", lambda value, bound: value > bound, "above"),
+    "maximum": Bound("maximum", lambda value, bound: value <= bound, "at most"),
+    "multiple_of": Bound("multipleOf", lambda value, bound: value % bound == 0, "a multiple of"),
+    "min_length": Bound("minLength", lambda value, bound: len(value) >= bound, "a string of length at least"),
 }
 
 
@@ -72,8 +82,8 @@ class Options:
             if choices is not None and value not in choices:
                 raise InputError(f"{self.config_key(field)}: {value!r} is not one of {', '.join(map(str, choices))}")
             for name, bound in field.metadata.get("bounds", {}).items():
-                if not BOUNDS[name][1](value, bound):
-                    raise InputError(f"{self.config_key(field)}: {value!r} must be {_BOUND_WORDS[name]} {bound}")
+                if not BOUNDS[name].holds(value, bound):
+                    raise InputError(f"{self.config_key(field)}: {value!r} must be {BOUNDS[name].words} {bound}")
 
     @classmethod
     def option_flags(cls, field: dataclasses.Field) -> tuple[str, ...]:
@@ -133,8 +143,6 @@ class Options:
 
 
 _MISSING = object()
-_BOUND_WORDS = {"minimum": "at least", "exclusive_minimum": "above", "maximum": "at most",
-                "multiple_of": "a multiple of", "min_length": "a string of length at least"}
 
 
 def _lookup(config: Mapping[str, Any], key: str) -> Any:

@@ -107,14 +107,14 @@ def _hash_features(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
     (:data:`d2lv.pdq.params.RELIABLE_QUALITY`: on the hard bench, blank paper tiles of quality 0-1 matched
     unrelated flat queries at distance 0): how much closer than unrelated images they are (0 where the
     branch did not propose the pair), a ThreatExchange match, and the hashes' quality."""
-    quality = _column(pairs, "pdq_quality")
+    proposed, quality = _present(pairs, "pdq_hamming"), _column(pairs, "pdq_quality")
     trust = np.clip(quality / RELIABLE_QUALITY, 0.0, 1.0)
     hamming = _column(pairs, "pdq_hamming", fill=UNRELATED_DISTANCE)
     return {
-        "proposed_pdq": _present(pairs, "pdq_hamming"),
+        "proposed_pdq": proposed,
         "pdq_closeness": trust * _hash_closeness(pairs),
         "pdq_match": trust * (hamming <= MATCH_DISTANCE),
-        "pdq_quality": _present(pairs, "pdq_hamming") * quality / 100.0,
+        "pdq_quality": proposed * quality / 100.0,
     }
 
 
@@ -144,7 +144,7 @@ def _margin_features(pairs: pd.DataFrame, features: dict[str, np.ndarray]) -> di
 
 
 def _margin_over_others(values: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """``values`` minus the largest value among the other rows of the same query (0 where it has no other)."""
+    """``values`` minus the largest value among the other rows of the same query (minus 0 where it has none)."""
     frame = pd.DataFrame({"query": queries, "value": values})
     order = frame.sort_values(["query", "value"], ascending=[True, False], kind="stable")
     first = order.groupby("query", sort=False).cumcount().to_numpy() == 0

@@ -195,12 +195,10 @@ def match_pair(query: ImageFeatures, reference: ImageFeatures, params: VerifyPar
         passes.append((q[:, MIRROR_PERMUTATION], mirror_keypoints(reference.keypoints, reference.width), True, False))
     if params.inverted:
         passes.append((q[:, INVERSION_PERMUTATION], reference.keypoints, False, True))
-    best: tuple | None = None
-    for descriptors, keypoints, flipped, inverted in passes:
-        q_idx, r_idx, mask = _match_orientation(query, descriptors, r, keypoints, threshold, params)
-        if best is None or (int(mask.sum()), len(mask)) > (int(best[2].sum()), len(best[2])):
-            best = (q_idx, r_idx, mask, flipped, inverted)
-    q_idx, r_idx, mask, flipped, inverted = best
+    found = [(*_match_orientation(query, descriptors, r, keypoints, threshold, params), flipped, inverted)
+             for descriptors, keypoints, flipped, inverted in passes]
+    # the first pass with the most inliers, then the most matches
+    q_idx, r_idx, mask, flipped, inverted = max(found, key=lambda f: (int(f[2].sum()), len(f[2])))
     # mirror_keypoints() keeps the keypoint order, so the indices address the unmirrored reference as well.
     return PairMatches(query.keypoints[q_idx, :2], reference.keypoints[r_idx, :2], mask, flipped, inverted)
 
