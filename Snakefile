@@ -30,10 +30,10 @@ include: "rules/report.smk"
 include: "rules/bench.smk"
 
 
-d2lv_workflow.check_steps(BENCH_STEPS, [rule.name for rule in workflow.rules])
+d2lv_workflow.check_steps(d2lv_workflow.BENCH_STEPS, [rule.name for rule in workflow.rules])
 
 
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        PLAN.final_outputs(),

@@ -10,8 +10,8 @@ rule bench_pdq_match:
     """The PDQ baseline: nearest references of every query by Hamming distance over the dihedral variants (the
     whole query only, no threshold)."""
     input:
-        queries=shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "queries"),
-        references=shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
+        queries=PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "queries"),
+        references=PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
     output:
         f"{BENCH}/pdq.parquet",
     log:
@@ -52,8 +52,8 @@ rule bench_cnn_extract:
 rule bench_cnn_search:
     """Nearest references of every query by cosine similarity."""
     input:
-        queries=shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "queries"),
-        references=shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "references"),
+        queries=PLAN.shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "queries"),
+        references=PLAN.shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "references"),
     output:
         f"{BENCH}/cnn.parquet",
     log:
@@ -72,24 +72,24 @@ rule bench_cnn_search:
 rule bench_report:
     """report.md, results.parquet and plots: every system on the same benchmark."""
     input:
-        ground_truth=GROUND_TRUTH or [],
-        categories=CATEGORIES or [],
+        ground_truth=PLAN.ground_truth or [],
+        categories=PLAN.categories or [],
         pdq=f"{BENCH}/pdq.parquet",
         cnn=f"{BENCH}/cnn.parquet",
-        local_candidates=shard_files(f"{WORK}/local/queries/candidates/{{shard}}.parquet", "queries"),
+        local_candidates=PLAN.shard_files(f"{WORK}/local/queries/candidates/{{shard}}.parquet", "queries"),
         global_candidates=(
-            shard_files(f"{WORK}/global/queries/candidates/{{shard}}.parquet", "queries") if GLOBAL_ENABLED else []
+            PLAN.shard_files(f"{WORK}/global/queries/candidates/{{shard}}.parquet", "queries") if PLAN.descriptor else []
         ),
         matches=f"{RESULTS}/matches.parquet",
-        global_store=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references") if GLOBAL_ENABLED else [],
-        pdq_store=shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
-        pdq_candidates=shard_files(f"{WORK}/pdq/queries/candidates/{{shard}}.parquet", "queries") if PDQ_ENABLED else [],
-        cnn_store=shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "references"),
+        global_store=PLAN.shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references") if PLAN.descriptor else [],
+        pdq_store=PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
+        pdq_candidates=PLAN.shard_files(f"{WORK}/pdq/queries/candidates/{{shard}}.parquet", "queries") if PLAN.pdq else [],
+        cnn_store=PLAN.shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "references"),
         local_index=[f"{INDEX}/merged.faiss", f"{INDEX}/merged.ivfdata"],
-        local_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
-        queries_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
-        references_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
-        boxes=shard_files(f"{WORK}/detect/queries/boxes/{{shard}}.parquet", "queries") if DETECT_ENABLED else [],
+        local_features=PLAN.shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
+        queries_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
+        references_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
+        boxes=PLAN.shard_files(f"{WORK}/detect/queries/boxes/{{shard}}.parquet", "queries") if PLAN.detect else [],
     output:
         report=f"{BENCH}/report.md",
         table=f"{BENCH}/results.parquet",
@@ -103,7 +103,7 @@ rule bench_report:
         boxes=lambda wildcards, input: d2lv_workflow.path_option("--boxes", input.boxes),
         out=lambda wildcards, output: Path(output.report).parent,
         benchmarks=f"{RESULTS}/benchmarks",
-        systems=report_systems,
+        systems=lambda wildcards, input: d2lv_workflow.bench_report_options(PLAN, input),
     shell:
         "d2lv bench report --quiet --ground-truth {input.ground_truth:q} {params.categories}"
         " --queries-manifests {input.queries_manifests:q} --references-manifests {input.references_manifests:q}"
@@ -115,4 +115,4 @@ rule bench:
     """Target: the benchmark report (run with ground_truth set), and the pipeline's own outputs."""
     input:
         rules.bench_report.output,
-        final_outputs(),
+        PLAN.final_outputs(),

@@ -1,17 +1,14 @@
 from d2lv.io import isc as d2lv_sets
-from d2lv.synth import demo as d2lv_demo
 
 
 rule demo:
     """Build the demo set (edited copies of photos shipped with scikit-image)."""
     output:
-        ground_truth=f"{config['demo_dir']}/{d2lv_sets.GROUND_TRUTH_FILE}",
-        categories=f"{config['demo_dir']}/{d2lv_sets.CATEGORIES_FILE}",
-        images=[
-            str(path) for paths in d2lv_demo.planned_demo_files(Path(config["demo_dir"])).values() for path in paths
-        ],
+        ground_truth=f"{PLAN.demo_dir}/{d2lv_sets.GROUND_TRUTH_FILE}",
+        categories=f"{PLAN.demo_dir}/{d2lv_sets.CATEGORIES_FILE}",
+        images=PLAN.demo_images(),
     log:
-        f"{config['demo_dir']}/demo.log",
+        f"{PLAN.demo_dir}/demo.log",
     conda:
         "../envs/d2lv.yaml"
     params:

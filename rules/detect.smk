@@ -1,17 +1,12 @@
-DETECTOR = detector_weights(DETECT["weights"], DETECT["train"], f"{WORK}/detect/detector.pt")
-# what a per-run training goes on from (detect.train_from; None: from scratch)
-DETECTOR_START = TrainingParams.from_config(config).initial_weights()
-
-
 rule train_detector:
     """A YOLOv5u copy-region detector trained on pastes, screenshots and memes made from the references (by
     default going on from the shipped detector's weights, detect.train_from)."""
     input:
-        manifests=fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
-        usable=USABLE_REFERENCES,
-        initial=[str(DETECTOR_START)] if DETECTOR_START else [],
+        manifests=PLAN.fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+        usable=PLAN.usable_references,
+        initial=PLAN.detector_start,
     output:
-        f"{WORK}/detect/detector.pt",
+        d2lv_workflow.trained_detector(WORK),
     log:
         f"{LOGS}/train_detector.log",
     benchmark:
@@ -33,7 +28,7 @@ rule detect:
     """The copy region of each query of a shard: a box table, and the crops for the crop branch."""
     input:
         manifest=f"{WORK}/manifests/{{qset}}/{{shard}}.parquet",
-        weights=DETECTOR,
+        weights=PLAN.detector,
     output:
         boxes=f"{WORK}/detect/{{qset}}/boxes/{{shard}}.parquet",
         crops=f"{WORK}/manifests/{{qset}}_crops/{{shard}}.parquet",

@@ -1,16 +1,10 @@
-GLOBAL = config["global"]
-TRAINED = f"{WORK}/global/descriptor.pt"
-#: The copy head file (global.head), an input so that a new head reruns the extraction; None: no head.
-HEAD_FILE = HeadParams.from_config(config).head_file()
-
-
 rule train_descriptor:
     """Contrastive fine-tuning on the fit_images reference shards (when global.train)."""
     input:
-        manifests=fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
-        usable=USABLE_REFERENCES,
+        manifests=PLAN.fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+        usable=PLAN.usable_references,
     output:
-        TRAINED,
+        d2lv_workflow.trained_descriptor(WORK),
     log:
         f"{LOGS}/train_descriptor.log",
     benchmark:
@@ -32,8 +26,9 @@ rule global_extract:
     input:
         manifest=f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
         crops=query_crops,
-        checkpoint=TRAINED if GLOBAL["train"] else (GLOBAL["checkpoint"] or []),
-        head=str(HEAD_FILE) if HEAD_FILE else [],
+        checkpoint=PLAN.descriptor_checkpoint,
+        # an input, so that a new copy head (global.head) reruns the extraction
+        head=PLAN.descriptor_head,
     output:
         f"{WORK}/global/raw/{{set}}/{{shard}}.h5",
     log:
@@ -48,7 +43,7 @@ rule global_extract:
     params:
         options=d2lv_workflow.flags(config, BackboneParams, HeadParams, DecodeParams),
         # query sets only: a change to the regions reruns no reference shard
-        regions=lambda wc: d2lv_workflow.flags(config, RegionParams) if wc.set in QUERY_SETS else "",
+        regions=lambda wc: d2lv_workflow.flags(config, RegionParams) if wc.set in PLAN.query_sets else "",
         # the trained descriptor when global.train, else global.checkpoint (CheckpointParams)
         checkpoint=lambda wildcards, input: d2lv_workflow.path_option("--checkpoint", input.checkpoint),
         crops=lambda wildcards, input: d2lv_workflow.path_option("--crops", input.crops),
@@ -60,8 +55,8 @@ rule global_extract:
 rule global_whitening:
     """PCA whitening to `global.dim` dimensions, fitted on the fit_images reference shards."""
     input:
-        descriptors=fit_files(f"{WORK}/global/raw/references/{{shard}}.h5"),
-        usable=USABLE_REFERENCES,
+        descriptors=PLAN.fit_files(f"{WORK}/global/raw/references/{{shard}}.h5"),
+        usable=PLAN.usable_references,
     output:
         f"{WORK}/global/whitening.h5",
     log:
@@ -80,9 +75,9 @@ rule global_search:
     """Each query of one shard's most similar references over the whole collection (whitened cosine)."""
     input:
         whitening=f"{WORK}/global/whitening.h5",
-        references=lambda wc: searched_stores(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", wc.qset),
+        references=lambda wc: PLAN.searched_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", wc.qset),
         queries=f"{WORK}/global/raw/{{qset}}/{{shard}}.h5",
-        background=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "background") if "background" in PLANS else [],
+        background=PLAN.shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "background") if "background" in PLAN.shards else [],
     output:
         f"{WORK}/global/{{qset}}/candidates/{{shard}}.parquet",
     log:
@@ -108,8 +103,8 @@ rule global_export:
     """All whitened descriptors in the ISC 2021 descriptor-track h5 layout."""
     input:
         whitening=f"{WORK}/global/whitening.h5",
-        queries=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "queries"),
-        references=shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references"),
+        queries=PLAN.shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "queries"),
+        references=PLAN.shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references"),
     output:
         f"{RESULTS}/global_descriptors.h5",
     log:

@@ -5,8 +5,8 @@ INDEX = f"{WORK}/local/index"
 rule local_train:
     """The local index's quantisers, trained once on a seeded sample of the fit_images reference shards."""
     input:
-        stores=fit_files(f"{WORK}/features/references/{{shard}}.h5"),
-        usable=USABLE_REFERENCES,
+        stores=PLAN.fit_files(f"{WORK}/features/references/{{shard}}.h5"),
+        usable=PLAN.usable_references,
     output:
         f"{INDEX}/trained.faiss",
     log:
@@ -22,7 +22,7 @@ rule local_train:
         options=d2lv_workflow.flags(config, IndexParams, IndexDevice),
         # the collection's planned size, shards x shard_size: it sizes the auto factory, and changes (and
         # retrains the index) only when the shard count does, not with every added reference
-        references=len(PLANS["references"]) * config["shard_size"],
+        references=len(PLAN.shards["references"]) * config["shard_size"],
     shell:
         "d2lv local-train --quiet {input.stores:q} --references {params.references:q} -o {output:q} {params.options}"
         " --threads {threads:q} 2> {log:q}"
@@ -54,8 +54,8 @@ rule local_merge:
     """Every shard's inverted lists in one index, memory-mapped by the searches (on-disk lists)."""
     input:
         trained=f"{INDEX}/trained.faiss",
-        shards=shard_files(f"{INDEX}/shards/{{shard}}.faiss", "references"),
-        catalogues=shard_files(f"{INDEX}/shards/{{shard}}.parquet", "references"),
+        shards=PLAN.shard_files(f"{INDEX}/shards/{{shard}}.faiss", "references"),
+        catalogues=PLAN.shard_files(f"{INDEX}/shards/{{shard}}.parquet", "references"),
     output:
         index=f"{INDEX}/merged.faiss",
         lists=f"{INDEX}/merged.ivfdata",
@@ -101,8 +101,8 @@ rule verify:
     branch's, each pair once), in one query view: the whole query (`local`) or its detected copy region
     (`local_crop`). Reference features are read by id from whichever shard holds them."""
     input:
-        pairs=lambda wc: candidate_tables(VIEWS[wc.view], wc.shard),
-        references=lambda wc: searched_stores(f"{WORK}/features/{{set}}/{{shard}}.h5", VIEWS[wc.view]),
+        pairs=lambda wc: PLAN.candidate_tables(PLAN.views[wc.view], wc.shard),
+        references=lambda wc: PLAN.searched_files(f"{WORK}/features/{{set}}/{{shard}}.h5", PLAN.views[wc.view]),
         queries=f"{WORK}/features/{{view}}/{{shard}}.h5",
     output:
         f"{WORK}/local/{{view}}/scores/{{shard}}.parquet",
@@ -114,7 +114,7 @@ rule verify:
         "../envs/d2lv.yaml"
     params:
         options=d2lv_workflow.flags(config, VerifyParams),
-        branch=lambda wc: "local" if wc.view in QUERY_SETS else "local_crop",
+        branch=lambda wc: PLAN.verification_branch(wc.view),
     shell:
         "d2lv verify --quiet --pairs {input.pairs:q} --queries {input.queries:q} --references {input.references:q}"
         " -o {output:q} --branch {params.branch:q} {params.options} 2> {log:q}"

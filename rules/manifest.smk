@@ -9,12 +9,12 @@ rule manifest:
     benchmark:
         f"{RESULTS}/benchmarks/manifest/{{set}}/{{shard}}.tsv"
     wildcard_constraints:
-        set="|".join(SET_FOLDERS),
+        set="|".join(PLAN.folders),
     conda:
         "../envs/d2lv.yaml"
     params:
-        folder=lambda wc: SET_FOLDERS[wc.set],
-        num_shards=lambda wc: len(PLANS[wc.set]),
+        folder=lambda wc: PLAN.folders[wc.set],
+        num_shards=lambda wc: len(PLAN.shards[wc.set]),
         shard=lambda wc: int(wc.shard),
         options=d2lv_workflow.flags(config, DecodeParams),
         # not inputs, but a change to them reruns the shard all the same
@@ -27,9 +27,9 @@ rule manifest:
 rule check_references:
     """Stop the run, before any model is fitted, when no image of the fit_images reference shards can be used."""
     input:
-        fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+        PLAN.fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
     output:
-        USABLE_REFERENCES,
+        PLAN.usable_references,
     log:
         f"{LOGS}/check_references.log",
     benchmark:
@@ -38,7 +38,7 @@ rule check_references:
     conda:
         "../envs/d2lv.yaml"
     params:
-        num_shards=len(PLANS["references"]),
+        num_shards=len(PLAN.shards["references"]),
     shell:
         "d2lv check-references --quiet {input:q} --num-shards {params.num_shards:q} -o {output:q} 2> {log:q}"
 

@@ -1,17 +1,13 @@
 rule make_calibration:
     """Edited copies of the fit_images reference shards: labelled pairs for the calibrated merge, no user labels."""
     input:
-        manifests=fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
-        usable=USABLE_REFERENCES,
+        manifests=PLAN.fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
+        usable=PLAN.usable_references,
     output:
-        images=(
-            [path for name in CALIBRATION_SETS for shard in PLANS[name].values() for path in shard]
-            if CALIBRATED
-            else []
-        ),
-        ground_truth=f"{CALIBRATION_DIR}/ground_truth.csv",
-        categories=f"{CALIBRATION_DIR}/categories.csv",
-        overlaps=f"{CALIBRATION_DIR}/overlaps.csv",
+        images=PLAN.made_images(),
+        ground_truth=f"{PLAN.calibration_dir}/ground_truth.csv",
+        categories=f"{PLAN.calibration_dir}/categories.csv",
+        overlaps=f"{PLAN.calibration_dir}/overlaps.csv",
     log:
         f"{LOGS}/make_calibration.log",
     benchmark:
@@ -28,9 +24,9 @@ rule make_calibration:
 rule fit_merge:
     """The calibrated merge: a logistic regression over every branch's features of the calibration pairs."""
     input:
-        **merge_inputs("calibration") if CALIBRATED else {},
-        ground_truth=f"{CALIBRATION_DIR}/ground_truth.csv",
-        overlaps=f"{CALIBRATION_DIR}/overlaps.csv",
+        **PLAN.merge_inputs("calibration") if PLAN.calibrated else {},
+        ground_truth=f"{PLAN.calibration_dir}/ground_truth.csv",
+        overlaps=f"{PLAN.calibration_dir}/overlaps.csv",
     output:
         f"{WORK}/merge/model.json",
     log:

@@ -1,8 +1,8 @@
 rule matches:
     """Ranked matches in ISC format, plus every per-branch column in Parquet."""
     input:
-        **merge_inputs("queries"),
-        model=f"{WORK}/merge/model.json" if CALIBRATED else [],
+        **PLAN.merge_inputs("queries"),
+        model=f"{WORK}/merge/model.json" if PLAN.calibrated else [],
     output:
         csv=f"{RESULTS}/matches.csv",
         parquet=f"{RESULTS}/matches.parquet",
@@ -24,12 +24,12 @@ rule matches:
 rule skipped:
     """Inputs that could not take part, with the reason."""
     input:
-        queries_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
-        references_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
-        queries_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
-        references_features=shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
+        queries_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
+        references_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
+        queries_features=PLAN.shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
+        references_features=PLAN.shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
         # the files the listing set aside: a new one (a .DS_Store) reruns this rule, and only this rule
-        refused=d2lv_workflow.refused_files(LISTINGS["queries"]) + d2lv_workflow.refused_files(LISTINGS["references"]),
+        refused=PLAN.refused_inputs(),
     output:
         f"{RESULTS}/skipped.csv",
     log:
@@ -40,8 +40,8 @@ rule skipped:
         "../envs/d2lv.yaml"
     params:
         options=d2lv_workflow.flags(config, UsableParams),
-        queries=SET_FOLDERS["queries"],
-        references=SET_FOLDERS["references"],
+        queries=PLAN.folders["queries"],
+        references=PLAN.folders["references"],
     shell:
         "d2lv skipped --quiet --queries-folder {params.queries:q} --references-folder {params.references:q}"
         " --queries-manifests {input.queries_manifests:q}"
@@ -55,9 +55,9 @@ rule evaluate:
     and the references in the reference set."""
     input:
         matches=f"{RESULTS}/matches.csv",
-        ground_truth=GROUND_TRUTH or [],
-        queries_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
-        references_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
+        ground_truth=PLAN.ground_truth or [],
+        queries_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
+        references_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
     output:
         f"{RESULTS}/metrics.json",
     log:

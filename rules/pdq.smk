@@ -15,7 +15,7 @@ rule pdq_hash:
         "../envs/d2lv.yaml"
     params:
         options=d2lv_workflow.flags(config, DecodeParams),
-        dihedral=lambda wc: "--dihedral" if wc.set in VIEWS else "",
+        dihedral=lambda wc: "--dihedral" if wc.set in PLAN.views else "",
     shell:
         "d2lv pdq-hash --quiet {input:q} --set {wildcards.set:q} {params.dihedral} -o {output:q} {params.options}"
         " 2> {log:q}"
@@ -24,8 +24,8 @@ rule pdq_hash:
 rule pdq_search:
     """Each query of one shard: its nearest references by Hamming distance, over all of its views."""
     input:
-        queries=lambda wc: [f"{PDQ_HASHES}/{view}/{wc.shard}.h5" for view in views_of(wc.qset)],
-        references=lambda wc: searched_stores(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", wc.qset),
+        queries=lambda wc: PLAN.view_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", wc.qset, wc.shard),
+        references=lambda wc: PLAN.searched_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", wc.qset),
     output:
         f"{WORK}/pdq/{{qset}}/candidates/{{shard}}.parquet",
     log:
@@ -44,7 +44,7 @@ rule pdq_search:
 rule pdq_export:
     """The references' PDQ hashes in ThreatExchange's format, for hash-sharing lists and HMA banks."""
     input:
-        shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
+        PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
     output:
         f"{RESULTS}/pdq_hashes.csv",
     log:

@@ -13,11 +13,11 @@ rule report_figures:
     """Metrics, precision-recall, recall per family and matched pairs drawn side by side."""
     input:
         matches=f"{RESULTS}/matches.parquet",
-        ground_truth=GROUND_TRUTH or [],
-        categories=CATEGORIES or [],
-        queries_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
-        references_manifests=shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
-        boxes=shard_files(f"{WORK}/detect/queries/boxes/{{shard}}.parquet", "queries") if DETECT_ENABLED else [],
+        ground_truth=PLAN.ground_truth or [],
+        categories=PLAN.categories or [],
+        queries_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
+        references_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
+        boxes=PLAN.shard_files(f"{WORK}/detect/queries/boxes/{{shard}}.parquet", "queries") if PLAN.detect else [],
     output:
         metrics=report(f"{RESULTS}/report/metrics.csv", caption="../workflow/report/metrics.rst", category="Metrics"),
         pr_curve=report(f"{RESULTS}/report/pr_curve.png", caption="../workflow/report/pr_curve.rst", category="Metrics"),

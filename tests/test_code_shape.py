@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,34 @@ def test_dependencies_point_one_way(module):
     upward = {name for name in _d2lv_imports(ast.parse(module.read_text()))
               if name != own and LAYERS[name] >= LAYERS[own]}
     assert not upward, f"{module} (layer {LAYERS[own]}) imports from {sorted(upward)}"
+
+
+RULES = sorted((SOURCE.parents[1] / "rules").glob("*.smk"))
+MAX_RULE_FUNCTION_LINES = 20
+
+
+def _smk_functions(text: str) -> dict[str, int]:
+    """Name -> line count of each top-level ``def`` of a Snakemake file (to the next unindented line)."""
+    lines, sizes = text.splitlines(), {}
+    for start, line in enumerate(lines):
+        if line.startswith("def "):
+            end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines))
+            while not lines[end - 1].strip():
+                end -= 1
+            sizes[line[4:].split("(")[0]] = end - start
+    return sizes
+
+
+@pytest.mark.parametrize("rules", RULES, ids=lambda p: p.name)
+def test_rules_declare_and_the_plan_plans(rules):
+    """A rules file declares rules over d2lv.workflow.Plan: no loop and no function over 20 lines of its own."""
+    text = rules.read_text()
+    long = {name: n for name, n in _smk_functions(text).items() if n > MAX_RULE_FUNCTION_LINES}
+    assert not long, f"functions over {MAX_RULE_FUNCTION_LINES} lines in {rules.name}: {long} (plan in d2lv.workflow)"
+    code = [line.split("#")[0] for line in text.splitlines()]
+    loops = [line.strip() for line in code if re.search(r"^\s*(for|while) |\bfor \w+(, \w+)* in\b", line)]
+    assert not loops, f"{rules.name} loops over something ({loops}): that is planning, which d2lv.workflow.Plan does"
+
+
+def test_the_rules_files_are_seen():
+    assert {"common.smk", "local.smk", "merge.smk"} <= {path.name for path in RULES}

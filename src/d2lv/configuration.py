@@ -63,8 +63,11 @@ class RunParams(Options):
     categories: str = option("", "categories.csv of a `d2lv bench make` set, for recall@1 per recipe family; "
                              "\"\" = none (the demo set uses its own)")
     shard_size: int = option(500, "reference or query images per shard (the unit of parallel work)", minimum=1)
-    query_shard_size: int = option(0, "query images per shard (queries and calibration copies), when they want "
-                                   "shards of their own size; 0 = shard_size", minimum=0)
+    query_shard_size: int = option(0, "query images per shard, when they want shards of their own size; "
+                                   "0 = shard_size", minimum=0)
+    calibration_shard_size: int = option(200, "calibration copies (and their pseudo-references) per shard, "
+                                         "whatever shard_size is: a few hundred copies need no finer cut",
+                                         minimum=1)
     fit_images: int = option(2000, "models fitted on the references (index quantisers, whitening, calibration "
                              "copies, a per-run detector) learn from the first reference shards that hold at least "
                              "this many images: a random sample, as shards are drawn by hash; adding a reference to "

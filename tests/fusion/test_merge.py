@@ -16,8 +16,7 @@ from d2lv.fusion import merge
 from d2lv.fusion.params import MODES
 from d2lv.io import isc, tables
 from d2lv.io.images import image_id
-from d2lv.synth import calibration, demo, families
-from d2lv.synth.common import query_id
+from d2lv.synth import calibration, demo, families, layout
 from d2lv.synth.photos import Tile
 
 
@@ -73,7 +72,7 @@ def test_calibration_copies_name_their_source_and_cover_every_family(references,
     placed = categories[categories.recipe.isin(["paste", "padding", "combo"])]
     assert set(backdrops.query_id) == set(placed.query_id)
     assert (backdrops.reference_id_x != backdrops.reference_id_y).all()
-    files = calibration.planned_calibration_files(tmp_path / "a", 22)
+    files = layout.planned_calibration_files(tmp_path / "a", 22)
     assert all(f.exists() for f in files)
     assert [f.read_bytes() for f in files] == [(tmp_path / "b" / "queries" / f.name).read_bytes() for f in files]
 
@@ -92,12 +91,12 @@ def test_half_copies_make_their_other_half_a_near_duplicate_negative(references,
             own_half = isinstance(query.source, Tile) and tile == Tile(query.source.path, 1 - query.source.part)
             same_photo = image_id(tile.path) == query.reference_id
             if own_half:
-                assert (query_id(i), near) not in overlaps  # the labelled near-duplicate negative
+                assert (layout.query_id(i), near) not in overlaps  # the labelled near-duplicate negative
             elif same_photo:
-                assert (query_id(i), near) in overlaps  # part of the copied photo: left out, not a negative
+                assert (layout.query_id(i), near) in overlaps  # part of the copied photo: left out, not a negative
 
     calibration.make_calibration(paths, tmp_path, 20, near_share=0.25, progress=False)
-    near_files = calibration.planned_near_files(tmp_path, 20, 0.25)
+    near_files = layout.planned_near_files(tmp_path, 20, 0.25)
     assert [p.stem for p in near_files] == list(plan.near)
     for path, tile in zip(near_files, plan.near.values()):
         with Image.open(path) as half, Image.open(tile.path) as whole:
@@ -109,11 +108,11 @@ def test_graphic_copies_copy_one_tile_whose_other_tile_is_a_negative(references,
     calibration.make_calibration(paths, tmp_path, 20, near_share=0.25, graphics_share=0.25, progress=False)
     truth = pd.read_csv(tmp_path / "ground_truth.csv", dtype=str)
     copied = sorted(truth.reference_id[truth.reference_id.str.startswith("graphic")])
-    assert copied == [calibration.graphic_id(i, 0) for i in range(5)]
-    written = sorted(p.stem for p in (tmp_path / calibration.NEAR_DIR).glob("*.jpg"))
-    assert written == sorted(p.stem for p in calibration.planned_near_files(tmp_path, 20, 0.25, 0.25))
-    assert {calibration.graphic_id(i, part) for i in range(5) for part in (0, 1)} <= set(written)
-    tiles = [np.asarray(Image.open(tmp_path / calibration.NEAR_DIR / f"{calibration.graphic_id(0, part)}.jpg"))
+    assert copied == [layout.graphic_id(i, 0) for i in range(5)]
+    written = sorted(p.stem for p in (tmp_path / layout.NEAR_DIR).glob("*.jpg"))
+    assert written == sorted(p.stem for p in layout.planned_near_files(tmp_path, 20, 0.25, 0.25))
+    assert {layout.graphic_id(i, part) for i in range(5) for part in (0, 1)} <= set(written)
+    tiles = [np.asarray(Image.open(tmp_path / layout.NEAR_DIR / f"{layout.graphic_id(0, part)}.jpg"))
              for part in (0, 1)]
     assert tiles[0].shape == tiles[1].shape and np.abs(tiles[0].astype(int) - tiles[1]).mean() > 5
 

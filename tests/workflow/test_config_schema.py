@@ -17,7 +17,7 @@ CONFIG_PATH = REPO / "config.yaml"
 
 #: Keys the schema declares that config.yaml leaves out, because they are only ever set on the command
 #: line (`--config KEY=VALUE`) or by a benchmark config: dotted path -> where it is set. Every top-level
-#: key the workflow reads (rules/*.smk, Snakefile, src/d2lv/workflow.py: `config[...]`, `config.get(...)`;
+#: key the workflow reads (rules/*.smk, Snakefile, src/d2lv/workflow/: `config[...]`, `config.get(...)`;
 #: `d2lv bench run`'s `--config queries=... references=... results=... ground_truth=... categories=...`)
 #: currently has a default in config.yaml, so there are none; add one here only with its default in the schema.
 COMMAND_LINE_ONLY: dict[str, str] = {}

@@ -158,7 +158,7 @@ def test_a_run_killed_mid_job_is_resumed_by_a_plain_rerun(hostile_run):
 
 
 #: Params that hold whole options, shell-quoted where they are built (`d2lv.workflow.flags`,
-#: `d2lv.workflow.path_option`, `report_systems`): quoting them again would make them one word.
+#: `d2lv.workflow.path_option`, `d2lv.workflow.bench_report_options`): quoting them again would make them one word.
 PRE_QUOTED = {"options", "systems", "background", "boxes", "categories", "checkpoint", "crops", "ground_truth",
               "model", "regions", "dihedral"}
 

@@ -26,9 +26,10 @@ from tqdm import tqdm
 from d2lv.errors import InputError
 from d2lv.io.images import find_images
 from d2lv.pdq import hashes as pdq
-from d2lv.synth.common import balanced, check_counts, load_rgb, reference_id, rng_stream, write_set
+from d2lv.synth.common import balanced, check_counts, load_rgb, rng_stream, write_set
 from d2lv.synth.edits import Edited
 from d2lv.synth.families import FAMILIES, apply_family
+from d2lv.synth.layout import reference_id
 from d2lv.synth.photos import Source, load_source, split_in_two, without_training_photos
 
 #: UKBench-style file names: ``ukbench00000``-``ukbench00003`` are four photos of one object.

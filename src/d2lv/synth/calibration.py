@@ -30,32 +30,26 @@ from d2lv.synth.benchmark import BACKDROP_USERS, BENCH_CATEGORY_COLUMNS, BenchQu
 from d2lv.synth.common import (
     OVERLAPS_FILE,
     balanced,
-    planned_files,
-    query_id,
     rng_stream,
     save_jpeg,
     write_csv,
     write_set,
 )
 from d2lv.synth.families import FAMILIES
+from d2lv.synth.layout import (
+    NEAR_DIR,
+    graphic_count,
+    graphic_id,
+    near_count,
+    near_id,
+    planned_near_files,
+    query_id,
+)
 from d2lv.synth.photos import Source, Tile, load_source, split_in_two
 from d2lv.synth.tile_pictures import draw_graphics
 
-#: The pseudo-references of a calibration set: the other halves of half-copied references.
-NEAR_DIR = "near"
-
-
 #: Where the synthetic graphics are drawn (whole; only their tiles are pseudo-references).
 GRAPHICS_DIR = "graphics"
-
-
-def near_id(i: int) -> str:
-    return f"near{i:05d}"
-
-
-def graphic_id(i: int, part: int) -> str:
-    """The pseudo-reference id of tile ``part`` of graphic ``i`` (tile 0 is copied, tile 1 is not)."""
-    return f"graphic{i:05d}{'ab'[part]}"
 
 
 @dataclass(frozen=True)
@@ -64,28 +58,6 @@ class CalibrationPlan:
 
     queries: list[BenchQuery]
     near: dict[str, Tile]
-
-
-def planned_calibration_files(out: Path, n_queries: int) -> list[Path]:
-    """The query files :func:`make_calibration` writes under ``out``."""
-    return planned_files(out, 0, n_queries)["queries"]
-
-
-def planned_near_files(out: Path, n_queries: int, near_share: float, graphics_share: float = 0.0) -> list[Path]:
-    """The pseudo-reference files :func:`make_calibration` writes under ``out``."""
-    names = [near_id(i) for i in range(_near_count(n_queries, near_share))]
-    names += [graphic_id(i, part) for i in range(_graphic_count(n_queries, near_share, graphics_share))
-              for part in (0, 1)]
-    return [Path(out) / NEAR_DIR / f"{name}.jpg" for name in names]
-
-
-def _near_count(n_queries: int, near_share: float) -> int:
-    return int(round(n_queries * near_share))
-
-
-def _graphic_count(n_queries: int, near_share: float, graphics_share: float) -> int:
-    """Copies of graphics: ``graphics_share`` of the queries, among those that do not copy half a reference."""
-    return min(int(round(n_queries * graphics_share)), n_queries - _near_count(n_queries, near_share))
 
 
 def make_calibration(
@@ -119,7 +91,7 @@ def make_calibration(
     out = Path(out)
     rng = rng_stream(seed, 0).spawn(1)[0]  # a stream of its own: neither the plan's nor a query's
     (out / GRAPHICS_DIR).mkdir(parents=True, exist_ok=True)
-    graphics = draw_graphics(_graphic_count(n_queries, near_share, graphics_share), rng, out / GRAPHICS_DIR,
+    graphics = draw_graphics(graphic_count(n_queries, near_share, graphics_share), rng, out / GRAPHICS_DIR,
                              max_side)
     plan = plan_calibration(references, n_queries, families, seed, near_share, graphics)
     render = functools.partial(render_bench_query, max_side=max_side)
@@ -171,7 +143,7 @@ def plan_calibration(
     queries: list[BenchQuery] = []
     near: dict[str, Tile] = {}
     order = rng.permutation(n_queries)
-    halved = set(order[: _near_count(n_queries, near_share)].tolist())
+    halved = set(order[: near_count(n_queries, near_share)].tolist())
     drawn = dict(zip(order[len(halved):len(halved) + len(graphics)].tolist(), range(len(graphics))))
     for i, (s, family) in enumerate(zip(sources, balanced(chosen, n_queries, rng))):
         background = paths[(s + 1 + int(rng.integers(len(paths) - 1))) % len(paths)]

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from d2lv.errors import InputError
 from d2lv.io.images import ImageError, load_image, shrink_long_side
 from d2lv.io.isc import CATEGORIES_FILE, GROUND_TRUTH_FILE, QUERY_DIR, REFERENCE_DIR
+from d2lv.synth.layout import planned_files, query_id
 
 #: Calibration sets: (query, reference) pairs that share pixels without being the copy (see
 #: :func:`d2lv.synth.calibration.make_calibration`), left out of the merge's fit.
@@ -49,28 +50,12 @@ _ID_PATTERN = re.compile(r"^(Q\d{5}|R\d{6})\.jpg$")
 Render = Callable[[Any, np.random.Generator], tuple[Image.Image, tuple[str, ...]]]
 
 
-def query_id(i: int) -> str:
-    return f"Q{i:05d}"
-
-
-def reference_id(i: int) -> str:
-    return f"R{i:06d}"
-
-
 def rng_stream(seed: int, stream: int) -> np.random.Generator:
     """Generator number ``stream`` of ``seed``: 0 plans the benchmark, ``1 + i`` edits query ``i``.
 
     The same as ``SeedSequence(seed).spawn(n)[stream]``, without spawning the others.
     """
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
-
-
-def planned_files(out: Path, n_references: int, n_queries: int) -> dict[str, list[Path]]:
-    """The image files a benchmark of this size has under ``out``."""
-    return {
-        "queries": [Path(out) / QUERY_DIR / f"{query_id(i)}.jpg" for i in range(n_queries)],
-        "references": [Path(out) / REFERENCE_DIR / f"{reference_id(i)}.jpg" for i in range(n_references)],
-    }
 
 
 def balanced(names: Sequence[str], n: int, rng: np.random.Generator) -> list[str]:

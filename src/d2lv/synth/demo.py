@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from d2lv.synth.common import planned_files
 from d2lv.synth.devset import build_devset
+from d2lv.synth.layout import planned_files
 
 #: Real photographs shipped in ``skimage.data`` (synthetic, binary, near-duplicate
 #: and nearly textureless images are left out).

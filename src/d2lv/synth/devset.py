@@ -14,8 +14,9 @@ from PIL import Image
 
 from d2lv.errors import InputError
 from d2lv.io.images import find_images
-from d2lv.synth.common import balanced, check_counts, load_photo, reference_id, rng_stream, write_set
+from d2lv.synth.common import balanced, check_counts, load_photo, rng_stream, write_set
 from d2lv.synth.edits import RECIPES, random_edit
+from d2lv.synth.layout import reference_id
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,11 @@ from d2lv.synth.benchmark import (
     drop_near_duplicates,
     render_edited,
 )
-from d2lv.synth.common import balanced, check_counts, reference_id, rng_stream, write_set
+from d2lv.synth.common import balanced, check_counts, rng_stream, write_set
 from d2lv.synth.edits import Edited
 from d2lv.synth.families import Backdrop
 from d2lv.synth.hard_families import HARD_FAMILIES, apply_hard_family
+from d2lv.synth.layout import reference_id
 from d2lv.synth.photos import Source, Tile, load_source, split_in_two, without_training_photos
 from d2lv.synth.tile_pictures import tile_pictures, usable_wallpapers
 

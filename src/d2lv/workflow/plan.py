@@ -1,0 +1,262 @@
+"""The plan of a run: which sets, shards and query views exist, and which files each rule reads.
+
+:class:`Plan` is built once, from the config, when the Snakefile is parsed; the rules only read it.
+Sets are the user's queries and references (and a background folder), plus the calibration copies
+and their near-duplicate pseudo-references when the merge is calibrated. A query set is searched in
+each of its *views*: the whole queries, and their crops to the detected copy region.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from d2lv.configuration import RunParams
+from d2lv.descriptor.params import CheckpointParams, GlobalStageParams, HeadParams
+from d2lv.detect.params import DetectStageParams, TrainingParams, detector_weights
+from d2lv.fusion.params import CalibrationParams, MergeParams
+from d2lv.io import isc
+from d2lv.io.images import FolderListing
+from d2lv.pdq.params import PdqStageParams
+from d2lv.synth import demo, layout
+from d2lv.workflow.sets import fit_shards, list_set, shard_plan, trackable, untracked_stamps
+
+#: The user's query set, and the crops view's suffix.
+QUERIES = "queries"
+CROPS = "_crops"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the rules need to know before a job runs: sets, their shards, query views, fitted shards."""
+
+    results: str
+    #: set -> its folder (the user's sets, and the folders make_calibration writes)
+    folders: dict[str, str]
+    #: the user's sets as listed: what is decoded, and what skipped.csv lists with the reason
+    listings: dict[str, FolderListing]
+    #: set or query view -> shard name -> image paths (a crops view shares its query set's shards)
+    shards: dict[str, dict[str, list[str]]]
+    query_sets: tuple[str, ...]
+    #: query view -> the query set it views
+    views: dict[str, str]
+    #: the reference shards that models fitted on the references learn from
+    fit_shards: tuple[str, ...]
+    #: the sets make_calibration writes (empty unless the merge is calibrated)
+    made_sets: tuple[str, ...]
+    merge_mode: str
+    detect: bool
+    descriptor: bool
+    pdq: bool
+    ground_truth: str | None
+    categories: str | None
+    demo_dir: str
+    #: the detector's weights file (the user's, the shipped one, or the per-run training's output) and the
+    #: weights a per-run training starts from ([] or one file)
+    detector: str
+    detector_start: list[str]
+    #: the descriptor's weights (the per-run training's output, the user's checkpoint, or none) and copy head
+    descriptor_checkpoint: list[str]
+    descriptor_head: list[str]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Plan:
+        """List the input folders and plan every set (raises :class:`~d2lv.workflow.sets.EmptySetError`)."""
+        run = RunParams.from_config(config)
+        folders = {"queries": run.queries, "references": run.references}
+        descriptor = GlobalStageParams.from_config(config)
+        if descriptor.background:
+            folders["background"] = descriptor.background
+        demo_dir = run.demo_dir or None
+        listings = {name: list_set(folder, name, demo_dir) for name, folder in folders.items()}
+        query_shard_size = run.query_shard_size or run.shard_size
+        shards = {name: shard_plan(listing.images, query_shard_size if name == QUERIES else run.shard_size)
+                  for name, listing in listings.items()}
+        merge_mode = MergeParams.from_config(config).mode
+        made = _calibration_sets(f"{run.results}/work/calibration", CalibrationParams.from_config(config),
+                                 run.calibration_shard_size) if merge_mode == "calibrated" else {}
+        folders.update({name: folder for name, (folder, _) in made.items()})
+        shards.update({name: plan for name, (_, plan) in made.items()})
+        query_sets = (QUERIES, *(name for name in made if name == "calibration"))
+        detect = DetectStageParams.from_config(config).enabled
+        views = {view: qset for qset in query_sets for view in ((qset, qset + CROPS) if detect else (qset,))}
+        shards.update({view: shards[qset] for view, qset in views.items()})
+        return cls(
+            results=run.results, folders=folders, listings=listings, shards=shards, query_sets=query_sets,
+            views=views, fit_shards=tuple(fit_shards(shards["references"], run.fit_images)),
+            made_sets=tuple(made), merge_mode=merge_mode, detect=detect,
+            descriptor=descriptor.enabled, pdq=PdqStageParams.from_config(config).enabled,
+            ground_truth=run.ground_truth or _demo_file(run, isc.GROUND_TRUTH_FILE),
+            categories=run.categories or _demo_file(run, isc.CATEGORIES_FILE), demo_dir=run.demo_dir,
+            **_model_files(config, f"{run.results}/work"),
+        )
+
+    # ------------------------------------------------------------------ where things are
+
+    @property
+    def work(self) -> str:
+        return f"{self.results}/work"
+
+    @property
+    def logs(self) -> str:
+        return f"{self.results}/logs"
+
+    @property
+    def calibrated(self) -> bool:
+        return self.merge_mode == "calibrated"
+
+    @property
+    def calibration_dir(self) -> str:
+        return f"{self.work}/calibration"
+
+    @property
+    def usable_references(self) -> str:
+        """The file rule check_references writes once a fitted shard holds a usable reference."""
+        return f"{self.work}/usable/references.txt"
+
+    def wildcard_constraints(self) -> dict[str, str]:
+        """The values each wildcard of the rules can take."""
+        return {"set": "|".join(self.shards), "qset": "|".join(self.query_sets), "view": "|".join(self.views),
+                "shard": r"\d+"}
+
+    # ------------------------------------------------------------------ a shard's images
+
+    def shard_images(self, set_name: str, shard: str) -> list[str]:
+        """One shard's images that Snakemake can track as inputs (the others: :meth:`untracked_images`); a
+        shard of a set that make_calibration writes also waits for it (even when empty)."""
+        images = trackable(self.shards[set_name][shard])
+        return [*images, f"{self.calibration_dir}/ground_truth.csv"] if set_name in self.made_sets else images
+
+    def untracked_images(self, set_name: str, shard: str) -> list[str]:
+        """Size and time of the shard's images whose names Snakemake would read as wildcards (``a{b}.jpg``)."""
+        return untracked_stamps(self.shards[set_name][shard])
+
+    def made_images(self) -> list[str]:
+        """Every image make_calibration writes."""
+        return [path for name in self.made_sets for shard in self.shards[name].values() for path in shard]
+
+    def demo_images(self) -> list[str]:
+        """Every image the demo rule writes."""
+        return [str(path) for paths in demo.planned_demo_files(Path(self.demo_dir)).values() for path in paths]
+
+    def refused_inputs(self) -> list[str]:
+        """The files of the queries and references folders that are not decoded (skipped.csv lists them)."""
+        return [str(path) for name in ("queries", "references") for path, _ in self.listings[name].refused]
+
+    # ------------------------------------------------------------------ files per shard
+
+    def shard_files(self, pattern: str, set_name: str) -> list[str]:
+        """``pattern`` (with ``{set}`` and ``{shard}``) for every shard of ``set_name``."""
+        return [_fill(pattern, set=set_name, shard=shard) for shard in self.shards[set_name]]
+
+    def fit_files(self, pattern: str) -> list[str]:
+        """``pattern`` (with ``{shard}``) for each reference shard that fitted models learn from (fit_images)."""
+        return [_fill(pattern, set="references", shard=shard) for shard in self.fit_shards]
+
+    def searched_files(self, pattern: str, qset: str) -> list[str]:
+        """``pattern`` for every reference shard that the query set ``qset`` is searched against: the
+        collection, and for calibration queries also the near-duplicate pseudo-references."""
+        extra = self.shard_files(pattern, "calibration_near") if qset == "calibration" else []
+        return self.shard_files(pattern, "references") + extra
+
+    def view_files(self, pattern: str, qset: str, shard: str) -> list[str]:
+        """``pattern`` (with ``{set}`` and ``{shard}``) for one shard of each query view of ``qset``."""
+        return [_fill(pattern, set=view, shard=shard) for view in self.views_of(qset)]
+
+    def views_of(self, qset: str) -> list[str]:
+        """The query views of a query set: its queries, and their crops when the detector runs."""
+        return [view for view, base in self.views.items() if base == qset]
+
+    def verification_branch(self, view: str) -> str:
+        """The merge's name for the verification of a query view: ``local`` (whole queries) or ``local_crop``."""
+        return "local" if view in self.query_sets else "local_crop"
+
+    def query_crops(self, set_name: str, shard: str) -> list[str]:
+        """A query shard's crops manifest (the global descriptor describes the crop where there is one)."""
+        if self.detect and set_name in self.query_sets:
+            return [f"{self.work}/manifests/{set_name}{CROPS}/{shard}.parquet"]
+        return []
+
+    def candidate_tables(self, qset: str, shard: str) -> list[str]:
+        """Every recall branch's candidates of one query shard: the pairs each of its views verifies."""
+        return [_fill(pattern, set=qset, shard=shard) for pattern in self._candidates().values() if pattern]
+
+    def merge_inputs(self, qset: str) -> dict[str, list[str]]:
+        """What the merge of one query set reads: every branch's candidates, every view's scores, the boxes."""
+        inputs = {branch: self.shard_files(pattern, qset) if pattern else []
+                  for branch, pattern in self._candidates().items()}
+        inputs["scores"] = [f for view in self.views_of(qset)
+                            for f in self.shard_files(f"{self.work}/local/{view}/scores/{{shard}}.parquet", qset)]
+        inputs["boxes"] = self.shard_files(f"{self.work}/detect/{{set}}/boxes/{{shard}}.parquet", qset) \
+            if self.detect else []
+        return inputs
+
+    def _candidates(self) -> dict[str, str]:
+        """Recall branch (as the merge's inputs name it) -> its candidates' pattern; "" where it does not run."""
+        work = self.work
+        return {
+            "local": f"{work}/local/{{set}}/candidates/{{shard}}.parquet",
+            "crop": f"{work}/local/{{set}}{CROPS}/candidates/{{shard}}.parquet" if self.detect else "",
+            "global_": f"{work}/global/{{set}}/candidates/{{shard}}.parquet" if self.descriptor else "",
+            "pdq": f"{work}/pdq/{{set}}/candidates/{{shard}}.parquet" if self.pdq else "",
+        }
+
+    def final_outputs(self) -> list[str]:
+        """What a run delivers (the default target)."""
+        outputs = [f"{self.results}/matches.csv", f"{self.results}/skipped.csv", f"{self.results}/report/metrics.csv"]
+        if self.descriptor:
+            outputs.append(f"{self.results}/global_descriptors.h5")
+        if self.pdq:
+            outputs.append(f"{self.results}/pdq_hashes.csv")
+        if self.ground_truth:
+            outputs.append(f"{self.results}/metrics.json")
+        return outputs
+
+
+def _model_files(config: Mapping[str, Any], work: str) -> dict[str, Any]:
+    """The weights files the models are read from: shipped, the user's, or trained by the run."""
+    detect, descriptor = DetectStageParams.from_config(config), GlobalStageParams.from_config(config)
+    start, head = TrainingParams.from_config(config).initial_weights(), HeadParams.from_config(config).head_file()
+    checkpoint = CheckpointParams.from_config(config).checkpoint
+    return {
+        "detector": detector_weights(detect.weights, detect.train, trained_detector(work)),
+        "detector_start": [str(start)] if start else [],
+        "descriptor_checkpoint": [trained_descriptor(work)] if descriptor.train else [checkpoint] if checkpoint else [],
+        "descriptor_head": [str(head)] if head else [],
+    }
+
+
+def trained_detector(work: str) -> str:
+    """Where rule train_detector writes the per-run detector."""
+    return f"{work}/detect/detector.pt"
+
+
+def trained_descriptor(work: str) -> str:
+    """Where rule train_descriptor writes the fine-tuned descriptor."""
+    return f"{work}/global/descriptor.pt"
+
+
+def _calibration_sets(folder: str, params: CalibrationParams,
+                      shard_size: int) -> dict[str, tuple[str, dict[str, list[str]]]]:
+    """Set -> (folder, shards) of the sets make_calibration writes: the copies, and the pseudo-references only
+    calibration queries are searched against (near-duplicate negatives)."""
+    copies = layout.planned_calibration_files(Path(folder), params.queries)
+    near = layout.planned_near_files(Path(folder), params.queries, params.near_duplicates, params.graphics)
+    return {"calibration": (f"{folder}/queries", shard_plan(copies, shard_size)),
+            "calibration_near": (f"{folder}/{layout.NEAR_DIR}", shard_plan(near, shard_size))}
+
+
+def _fill(pattern: str, **values: str) -> str:
+    """``pattern`` with each ``{name}`` replaced (a path may hold other braces, which stay)."""
+    for name, value in values.items():
+        pattern = pattern.replace(f"{{{name}}}", value)
+    return pattern
+
+
+def _demo_file(run: RunParams, filename: str) -> str | None:
+    """A file of the demo set, when the queries are the demo's."""
+    if run.demo_dir and Path(run.queries).resolve() == (Path(run.demo_dir) / "queries").resolve():
+        return str(Path(run.demo_dir) / filename)
+    return None
