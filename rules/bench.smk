@@ -45,7 +45,7 @@ rule bench_cnn_extract:
     params:
         options=d2lv_workflow.flags(config, CnnBaselineParams, DecodeParams),
     shell:
-        "d2lv global-extract --quiet {input:q} --set {wildcards.set:q} -o {output:q} --threads {threads:q}"
+        "d2lv descriptor-extract --quiet {input:q} --set {wildcards.set:q} -o {output:q} --threads {threads:q}"
         " {params.options} 2> {log:q}"
 
 
@@ -65,7 +65,7 @@ rule bench_cnn_search:
     params:
         options=d2lv_workflow.flags(config, BaselineParams),
     shell:
-        "d2lv global-search --quiet --queries {input.queries:q} --references {input.references:q}"
+        "d2lv descriptor-search --quiet --queries {input.queries:q} --references {input.references:q}"
         " -o {output:q} {params.options} 2> {log:q}"
 
 
@@ -78,12 +78,18 @@ rule bench_report:
         cnn=f"{BENCH}/cnn.parquet",
         local_candidates=PLAN.shard_files(f"{WORK}/local/queries/candidates/{{shard}}.parquet", "queries"),
         global_candidates=(
-            PLAN.shard_files(f"{WORK}/global/queries/candidates/{{shard}}.parquet", "queries") if PLAN.descriptor else []
+            PLAN.shard_files(f"{WORK}/descriptor/queries/candidates/{{shard}}.parquet", "queries")
+            if PLAN.descriptor
+            else []
         ),
         matches=f"{RESULTS}/matches.parquet",
-        global_store=PLAN.shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references") if PLAN.descriptor else [],
+        global_store=(
+            PLAN.shard_files(f"{WORK}/descriptor/raw/{{set}}/{{shard}}.h5", "references") if PLAN.descriptor else []
+        ),
         pdq_store=PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
-        pdq_candidates=PLAN.shard_files(f"{WORK}/pdq/queries/candidates/{{shard}}.parquet", "queries") if PLAN.pdq else [],
+        pdq_candidates=(
+            PLAN.shard_files(f"{WORK}/pdq/queries/candidates/{{shard}}.parquet", "queries") if PLAN.pdq else []
+        ),
         cnn_store=PLAN.shard_files(f"{WORK}/cnn/{{set}}/{{shard}}.h5", "references"),
         local_index=[f"{INDEX}/merged.faiss", f"{INDEX}/merged.ivfdata"],
         local_features=PLAN.shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),

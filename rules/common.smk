@@ -14,7 +14,7 @@ from d2lv.descriptor.params import (
     WhiteningParams,
 )
 from d2lv.detect.params import BoxParams, DetectorParams, TrainingParams
-from d2lv.fusion.params import CalibrationParams, FitParams, MergeParams, OutputParams
+from d2lv.merge.params import CalibrationParams, FitParams, MergeParams, OutputParams
 from d2lv.io.images import DecodeParams
 from d2lv.pdq.params import PdqParams
 from d2lv.local.params import (
@@ -24,6 +24,7 @@ from d2lv.local.params import (
     RecallParams,
     SiftParams,
     SingleCandidateRule,
+    ThreadParams,
     UsableParams,
     VerifyParams,
 )

@@ -1,5 +1,23 @@
-LOCAL = config["local"]
+LOCAL_THREADS = ThreadParams.from_config(config).threads
 INDEX = f"{WORK}/local/index"
+
+
+rule sift:
+    """RootSIFT keypoints of one shard, into an HDF5 feature store."""
+    input:
+        f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
+    output:
+        f"{WORK}/features/{{set}}/{{shard}}.h5",
+    log:
+        f"{LOGS}/sift/{{set}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/sift/{{set}}/{{shard}}.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        options=d2lv_workflow.flags(config, SiftParams, DecodeParams),
+    shell:
+        "d2lv sift --quiet {input:q} -o {output:q} {params.options} 2> {log:q}"
 
 
 rule local_train:
@@ -15,7 +33,7 @@ rule local_train:
         f"{RESULTS}/benchmarks/local_train.tsv"
     conda:
         "../envs/d2lv.yaml"
-    threads: LOCAL["threads"]
+    threads: LOCAL_THREADS
     resources:
         gpu=1,
     params:
@@ -42,7 +60,7 @@ rule local_add:
         f"{RESULTS}/benchmarks/local_add/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
-    threads: LOCAL["threads"]
+    threads: LOCAL_THREADS
     params:
         shard=lambda wildcards: int(wildcards.shard),
     shell:
@@ -86,7 +104,7 @@ rule local_recall:
         f"{RESULTS}/benchmarks/local_recall/{{view}}/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
-    threads: LOCAL["threads"]
+    threads: LOCAL_THREADS
     resources:
         gpu=1,
     params:

@@ -43,19 +43,30 @@ rule check_references:
         "d2lv check-references --quiet {input:q} --num-shards {params.num_shards:q} -o {output:q} 2> {log:q}"
 
 
-rule sift:
-    """RootSIFT keypoints of one shard, into an HDF5 feature store."""
+rule skipped:
+    """Inputs that could not take part, with the reason."""
     input:
-        f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
+        queries_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "queries"),
+        references_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
+        queries_features=PLAN.shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
+        references_features=PLAN.shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
+        # the files the listing set aside: a new one (a .DS_Store) reruns this rule, and only this rule
+        refused=PLAN.refused_inputs(),
     output:
-        f"{WORK}/features/{{set}}/{{shard}}.h5",
+        f"{RESULTS}/skipped.csv",
     log:
-        f"{LOGS}/sift/{{set}}/{{shard}}.log",
+        f"{LOGS}/skipped.log",
     benchmark:
-        f"{RESULTS}/benchmarks/sift/{{set}}/{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/skipped.tsv"
     conda:
         "../envs/d2lv.yaml"
     params:
-        options=d2lv_workflow.flags(config, SiftParams, DecodeParams),
+        options=d2lv_workflow.flags(config, UsableParams),
+        queries=PLAN.folders["queries"],
+        references=PLAN.folders["references"],
     shell:
-        "d2lv sift --quiet {input:q} -o {output:q} {params.options} 2> {log:q}"
+        "d2lv skipped --quiet --queries-folder {params.queries:q} --references-folder {params.references:q}"
+        " --queries-manifests {input.queries_manifests:q}"
+        " --references-manifests {input.references_manifests:q} --queries-features {input.queries_features:q}"
+        " --references-features {input.references_features:q} {params.options}"
+        " -o {output:q} 2> {log:q}"

@@ -42,3 +42,26 @@ rule fit_merge:
         " --scores {input.scores:q} --boxes {input.boxes:q} --ground-truth {input.ground_truth:q}"
         " --ignore {input.overlaps:q}"
         " {params.options} -o {output:q} 2> {log:q}"
+
+
+rule matches:
+    """Ranked matches in ISC format, plus every per-branch column in Parquet."""
+    input:
+        **PLAN.merge_inputs("queries"),
+        model=f"{WORK}/merge/model.json" if PLAN.calibrated else [],
+    output:
+        csv=f"{RESULTS}/matches.csv",
+        parquet=f"{RESULTS}/matches.parquet",
+    log:
+        f"{LOGS}/matches.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/matches.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        options=d2lv_workflow.flags(config, MergeParams, OutputParams),
+        model=lambda wildcards, input: d2lv_workflow.path_option("--model", input.model),
+    shell:
+        "d2lv matches --quiet --local {input.local:q} --crop {input.crop:q} --global {input.global_:q} --pdq {input.pdq:q}"
+        " --scores {input.scores:q} --boxes {input.boxes:q} {params.options} {params.model} -o {output.csv:q}"
+        " --parquet {output.parquet:q} 2> {log:q}"

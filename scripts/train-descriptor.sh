@@ -4,7 +4,7 @@
 # benchmarks draw their photos from the others (no leakage). On the CPU: 80 steps of 64 images (two
 # edited views each), a 256-d projection; later options override these (e.g. --dim 0: no projection).
 #   bash scripts/train-descriptor.sh OUT.pt [train-descriptor options]   (about 25 min on 2 CPU cores)
-# Use the result with `--config global.checkpoint=OUT.pt`. docs/experiments.md says how the two checkpoints
+# Use the result with `--config descriptor.checkpoint=OUT.pt`. docs/experiments.md says how the two checkpoints
 # this made compare with the ImageNet weights d2lv uses by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."

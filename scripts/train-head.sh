@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the copy head (global.head) on the frozen EfficientNet-Lite0's cached features of edited views of
+# Train the copy head (descriptor.head) on the frozen EfficientNet-Lite0's cached features of edited views of
 # the training photos only: ../shared/data/ukbench and ../shared/data/bsds500/train, plus 300 synthetic
 # graphics. The benchmarks draw their photos from the others (no leakage). The features cache
 # (results/train-head/cache.h5) is kept: a rerun continues an interrupted one, or trains again without

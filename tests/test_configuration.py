@@ -67,9 +67,9 @@ def test_a_value_outside_its_bounds_or_choices_names_its_key():
         configuration.RunParams(shard_size=0)
     from d2lv.local.params import VerifyParams
 
-    with pytest.raises(InputError, match="verify.ratio"):
+    with pytest.raises(InputError, match="local.verify.ratio"):
         VerifyParams(ratio=1.5)
-    with pytest.raises(InputError, match="verify.geometry: 'affinity' is not one of"):
+    with pytest.raises(InputError, match="local.verify.geometry: 'affinity' is not one of"):
         VerifyParams(geometry="affinity")
 
 

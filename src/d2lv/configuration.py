@@ -21,7 +21,7 @@ from d2lv.descriptor.params import (
     BackboneParams,
     BackgroundParams,
     CheckpointParams,
-    GlobalStageParams,
+    DescriptorStageParams,
     HeadParams,
     RegionParams,
     SearchParams,
@@ -29,7 +29,6 @@ from d2lv.descriptor.params import (
     WhiteningParams,
 )
 from d2lv.detect.params import BoxParams, DetectorParams, DetectStageParams, TrainingParams
-from d2lv.fusion.params import CalibrationParams, FitParams, MergeParams, OutputParams
 from d2lv.io.images import DecodeParams
 from d2lv.local.params import (
     CandidateParams,
@@ -42,6 +41,7 @@ from d2lv.local.params import (
     UsableParams,
     VerifyParams,
 )
+from d2lv.merge.params import CalibrationParams, FitParams, MergeParams, OutputParams
 from d2lv.options import BOUNDS, Options, option
 from d2lv.pdq.params import PdqParams, PdqStageParams
 from d2lv.report.params import ReportParams
@@ -87,19 +87,23 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section("", "the public contract and sharding", "", (RunParams, DecodeParams)),
-    Section("sift", "local features",
+    Section("local", "local stage: SIFT features, local recall, verification",
+            "The local stage: RootSIFT features; local recall, in which each query's descriptors vote for the "
+            "references of their nearest neighbours in a faiss index; and the verification of every branch's "
+            "candidates.",
+            (IndexParams, IndexDevice, RecallParams, CandidateParams, ThreadParams)),
+    Section("local.sift", "SIFT features",
             "SIFT local feature extraction, shared by local recall and local verification.",
             (SiftParams, UsableParams)),
-    Section("local", "local recall",
-            "Local recall, in which each query's RootSIFT descriptors vote for the references of their nearest "
-            "neighbours in a faiss index.",
-            (IndexParams, IndexDevice, RecallParams, CandidateParams, ThreadParams)),
     Section("local.single", "the original single-candidate rule",
             "Thresholds of the single-candidate rule, used when local.mode is single.", (SingleCandidateRule,)),
-    Section("global", "global recall",
-            "Global recall, in which whitened CNN descriptors are searched with faiss and their top candidates "
-            "verified locally.",
-            (GlobalStageParams, BackboneParams, CheckpointParams, HeadParams, TrainParams, RegionParams,
+    Section("local.verify", "verification",
+            "Local verification of every candidate pair by SIFT matching and a RANSAC-fitted geometric model.",
+            (VerifyParams,)),
+    Section("descriptor", "descriptor stage: global descriptors, global recall",
+            "The descriptor stage: CNN descriptors, whitened and searched with faiss (the global recall branch, "
+            "whose top candidates are verified locally).",
+            (DescriptorStageParams, BackboneParams, CheckpointParams, HeadParams, TrainParams, RegionParams,
              WhiteningParams, SearchParams, BackgroundParams)),
     Section("pdq", "hash recall (PDQ)",
             "Hash recall, in which each query view's PDQ hashes (8 dihedral variants) find the nearest references "
@@ -110,14 +114,12 @@ SECTIONS: tuple[Section, ...] = (
             "Copy-region detector (YOLOv5u, ultralytics) that crops each query to the region copied from a "
             "reference, for the crop branch.",
             (DetectStageParams, DetectorParams, TrainingParams, BoxParams)),
-    Section("verify", "local verification",
-            "Local verification of every candidate pair by SIFT matching and a RANSAC-fitted geometric model.",
-            (VerifyParams,)),
-    Section("merge", "merge", "Merging of the branches' verified candidates into one score per query-reference pair.",
-            (MergeParams, FitParams, CalibrationParams)),
+    Section("merge", "merge: one score per pair, matches.csv",
+            "Merging of the branches' verified candidates into one score per query-reference pair, and the "
+            "matches.csv it writes.",
+            (MergeParams, FitParams, CalibrationParams, OutputParams)),
     Section("report", "report (`snakemake --report report.html`)",
             "The HTML report built by `snakemake --report report.html`.", (ReportParams,)),
-    Section("output", "output", "The final matches.csv.", (OutputParams,)),
     Section("bench", "benchmark (`snakemake bench`, `d2lv bench run`)",
             "Baselines run beside the pipeline by the benchmark (`snakemake bench`, `d2lv bench run`).",
             (BaselineParams, CnnBaselineParams)),
@@ -198,6 +200,8 @@ def config_yaml() -> str:
         nested = section.name.count(".")  # local.single: 1, under local
         if not nested:
             lines += ["", f"# --- {section.title} ".ljust(_WIDTH - 20, "-")]
+        else:
+            lines.append("  " * nested + f"# {section.title}")
         if section.name:
             lines.append("  " * nested + f"{section.name.rpartition('.')[2]}:")
         indent = "  " * (nested + bool(section.name))

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from d2lv import cli
-from d2lv.cli import prepare
+from d2lv.cli import manifest
 from d2lv.errors import D2lvError
 
 
@@ -59,7 +59,7 @@ def test_a_message_over_several_lines_is_printed_on_one(monkeypatch, capsys, tmp
     def fails(args):
         raise D2lvError("first line\n  second line")
 
-    monkeypatch.setattr(prepare, "_skipped", fails)
+    monkeypatch.setattr(manifest, "_skipped", fails)
     assert cli.main(["skipped", "-o", str(tmp_path / "x.csv")]) == 2
     assert capsys.readouterr().err == "d2lv skipped: error: first line second line\n"
 
@@ -68,6 +68,6 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
     def bug(args):
         raise KeyError("no such column")
 
-    monkeypatch.setattr(prepare, "_skipped", bug)
+    monkeypatch.setattr(manifest, "_skipped", bug)
     with pytest.raises(KeyError):
         cli.main(["skipped", "-o", str(tmp_path / "x.csv")])

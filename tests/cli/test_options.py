@@ -84,7 +84,8 @@ def test_config_values_round_trip_through_the_command_line(group):
 def test_rule_flags_are_quoted_and_read_back_by_the_subcommand():
     from d2lv.local.params import VerifyParams
 
-    config = {**CONFIG, "verify": {**CONFIG["verify"], "geometry": "affine", "mirrored": False}}
+    verify = {**CONFIG["local"]["verify"], "geometry": "affine", "mirrored": False}
+    config = {**CONFIG, "local": {**CONFIG["local"], "verify": verify}}
     flags = workflow.flags(config, VerifyParams)
     assert "--no-mirror" in flags and "--geometry=affine" in flags
     args = cli.build_parser().parse_args(["verify", "--pairs", "p", "--queries", "q", "--references", "r",

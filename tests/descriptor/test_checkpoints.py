@@ -34,7 +34,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
                  lambda: extract.DescriptorModel(checkpoints.TORCHSCRIPT, missing)):
         with pytest.raises(checkpoints.CheckpointError, match="checkpoint not found") as err:
             load()
-        assert str(missing) in str(err.value) and "global.checkpoint" in str(err.value)
+        assert str(missing) in str(err.value) and "descriptor.checkpoint" in str(err.value)
 
 
 def test_checkpoint_lacking_weights_is_refused(tmp_path):
@@ -159,7 +159,7 @@ def test_swin_checkpoint_of_another_size_is_refused(swin, esvit_path):
 
 
 def test_swin_needs_its_input_size(esvit_path):
-    with pytest.raises(ValueError, match="global.image_size"):
+    with pytest.raises(ValueError, match="descriptor.image_size"):
         extract.DescriptorModel(SWIN, esvit_path, device="cpu", image_size=160)
 
 
@@ -173,7 +173,7 @@ def test_esvit_window14_architectures():
 
 
 def test_unknown_backbone_names_the_config_key():
-    with pytest.raises(checkpoints.CheckpointError, match="global.backbone"):
+    with pytest.raises(checkpoints.CheckpointError, match="descriptor.backbone"):
         networks.create_backbone("no_such_net")
 
 
@@ -225,7 +225,7 @@ def test_torchscript_model_gives_its_descriptors_normalised(torchscript_path, ph
 def test_torchscript_and_state_dict_files_are_not_confused(torchscript_path, esvit_path):
     path, _ = torchscript_path
     assert checkpoints.is_torchscript(path) and not checkpoints.is_torchscript(esvit_path)
-    with pytest.raises(checkpoints.CheckpointError, match="global.backbone: torchscript"):
+    with pytest.raises(checkpoints.CheckpointError, match="descriptor.backbone: torchscript"):
         extract.DescriptorModel(checkpoint=path, device="cpu")
     with pytest.raises(checkpoints.CheckpointError, match="cannot load TorchScript"):
         extract.DescriptorModel(checkpoints.TORCHSCRIPT, esvit_path, device="cpu")
@@ -276,7 +276,7 @@ def test_trained_checkpoint_round_trip(trained_path, photos):
 
 def test_trained_checkpoint_must_match_the_configured_backbone(trained_path):
     path, _ = trained_path
-    with pytest.raises(checkpoints.CheckpointError, match="set global.backbone: tf_efficientnet_lite0"):
+    with pytest.raises(checkpoints.CheckpointError, match="set descriptor.backbone: tf_efficientnet_lite0"):
         extract.DescriptorModel("efficientnet_b0", path, device="cpu")
     with pytest.raises(checkpoints.CheckpointError, match="32-d descriptors, not 64-d"):
         networks.load_descriptor_net(checkpoint=path, dim=64)

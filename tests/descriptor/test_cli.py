@@ -19,7 +19,7 @@ def parse(line: str) -> dict[str, object]:
 
 
 def test_todays_option_strings_are_still_accepted():
-    assert parse("global-extract m --set background -o o --crops c --backbone b --checkpoint k --device cpu "
+    assert parse("descriptor-extract m --set background -o o --crops c --backbone b --checkpoint k --device cpu "
                  "--image-size 0 --batch-size 4 --threads 2 --max-pixels 5") == {
         "manifest": "m", "set": "background", "out": "o", "crops": "c", "backbone": "b", "checkpoint": "k",
         "device": "cpu", "image_size": 0, "batch_size": 4, "threads": 2, "max_pixels": 5, "regions": 0,
@@ -30,18 +30,18 @@ def test_todays_option_strings_are_still_accepted():
         "manifests": ["m1", "m2"], "out": "o", "backbone": "b", "checkpoint": "k", "dim": 3, "steps": 4,
         "batch_size": 5, "lr": 0.1, "temperature": 0.2, "koleo_weight": 1.0, "image_size": 64, "device": "cpu",
         "seed": 3, "workers": 0, "threads": 1, "max_pixels": 7, "log_every": 9}
-    assert parse("global-whitening r1 r2 -o o --dim 8 --shrinkage 0.2") == {
+    assert parse("descriptor-whitening r1 r2 -o o --dim 8 --shrinkage 0.2") == {
         "references": ["r1", "r2"], "out": "o", "dim": 8, "shrinkage": 0.2}
-    assert parse("global-search --queries q --references r --whitening w --background b1 b2 --background-k 3 "
+    assert parse("descriptor-search --queries q --references r --whitening w --background b1 b2 --background-k 3 "
                  "--background-beta 0.5 -o o --topk 4") == {
         "queries": ["q"], "references": ["r"], "whitening": "w", "background": ["b1", "b2"], "background_k": 3,
         "background_beta": 0.5, "out": "o", "topk": 4}
-    assert parse("global-export --queries q --references r --whitening w -o o") == {
+    assert parse("descriptor-export --queries q --references r --whitening w -o o") == {
         "queries": ["q"], "references": ["r"], "whitening": "w", "out": "o"}
 
 
 def test_training_flags_of_the_workflow_are_the_config_values():
-    config = {**CONFIG, "global": {**CONFIG["global"], "train_steps": 7, "train_lr": 0.0003, "checkpoint": ""}}
+    config = {**CONFIG, "descriptor": {**CONFIG["descriptor"], "train_steps": 7, "train_lr": 0.0003, "checkpoint": ""}}
     flags = workflow.flags(config, BackboneParams, CheckpointParams, TrainParams)
     args = parse(f"train-descriptor m -o o {flags}")
     assert (args["steps"], args["lr"], args["batch_size"], args["checkpoint"]) == (7, 0.0003, 64, "")

@@ -114,7 +114,7 @@ def test_search_top_k(model, photos, references, tmp_path):
              search.search(query_ids, queries, ids[2:], references[2:], topk=3, progress=False)]
     gathered = search.rank_pairs(pd.concat(parts, ignore_index=True), topk=3)
     pd.testing.assert_frame_equal(gathered, pairs)
-    tables.write_table(pairs, tmp_path / "global.parquet", tables.SIMILARITY_PAIRS)
+    tables.write_table(pairs, tmp_path / "descriptor.parquet", tables.SIMILARITY_PAIRS)
 
 
 def test_device_resolution():

@@ -44,10 +44,10 @@ def searched(photos, tmp_path_factory):
     found = {}
     for grid in (0, 2):
         for name, isc_set in (("references", "references"), ("queries", "queries")):
-            assert cli.main(["global-extract", str(root / f"{name}.parquet"), "--set", isc_set, "-o",
+            assert cli.main(["descriptor-extract", str(root / f"{name}.parquet"), "--set", isc_set, "-o",
                              str(root / f"{name}{grid}.h5"), "--device", "cpu", "--regions", str(grid), "-q"]) == 0
         out = root / f"pairs{grid}.parquet"
-        assert cli.main(["global-search", "--queries", str(root / f"queries{grid}.h5"), "--references",
+        assert cli.main(["descriptor-search", "--queries", str(root / f"queries{grid}.h5"), "--references",
                          str(root / f"references{grid}.h5"), "--topk", "5", "-o", str(out), "-q"]) == 0
         found[grid] = (tables.read_tables([out], tables.SIMILARITY_PAIRS), root / f"queries{grid}.h5",
                        root / f"references{grid}.h5")

@@ -51,13 +51,13 @@ def test_search_whitening_and_export_run_without_torch(shards, tmp_path):
     q, r0, r1, bg = (str(shards[name]) for name in ("queries", "references0", "references1", "background"))
     out = {name: str(tmp_path / name) for name in ("w.h5", "p0.parquet", "p1.parquet", "c.parquet", "isc.h5")}
     jobs = [
-        ["global-whitening", "--quiet", r0, r1, "-o", out["w.h5"], "--dim", "16", "--shrinkage", "0.1"],
-        ["global-search", "--quiet", "--queries", q, "--references", r0, "--whitening", out["w.h5"],
+        ["descriptor-whitening", "--quiet", r0, r1, "-o", out["w.h5"], "--dim", "16", "--shrinkage", "0.1"],
+        ["descriptor-search", "--quiet", "--queries", q, "--references", r0, "--whitening", out["w.h5"],
          "--background", bg, "--background-k", "2", "--background-beta", "0.5", "-o", out["p0.parquet"],
          "--topk", "5"],
-        ["global-search", "--quiet", "--queries", q, "--references", r1, "-o", out["p1.parquet"], "--topk", "5"],
-        ["global-search", "--quiet", "--queries", q, "--references", r0, r1, "-o", out["c.parquet"], "--topk", "3"],
-        ["global-export", "--quiet", "--queries", q, "--references", r0, r1, "--whitening", out["w.h5"],
+        ["descriptor-search", "--quiet", "--queries", q, "--references", r1, "-o", out["p1.parquet"], "--topk", "5"],
+        ["descriptor-search", "--quiet", "--queries", q, "--references", r0, r1, "-o", out["c.parquet"], "--topk", "3"],
+        ["descriptor-export", "--quiet", "--queries", q, "--references", r0, r1, "--whitening", out["w.h5"],
          "-o", out["isc.h5"]],
     ]
     done = subprocess.run([sys.executable, "-c", LIGHT_JOBS, json.dumps(jobs)], capture_output=True, text=True,

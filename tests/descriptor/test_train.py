@@ -98,7 +98,7 @@ def test_bad_inputs_are_refused(reference_paths, tmp_path):
     missing = tmp_path / "no_weights.pth"
     with pytest.raises(checkpoints.CheckpointError, match="checkpoint not found") as err:
         run(reference_paths, tmp_path / "x.pt", checkpoint=missing)
-    assert str(missing) in str(err.value) and "global.checkpoint" in str(err.value)
+    assert str(missing) in str(err.value) and "descriptor.checkpoint" in str(err.value)
     assert not (tmp_path / "x.pt").exists()
 
 

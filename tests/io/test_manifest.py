@@ -308,7 +308,8 @@ def test_fitted_models_learn_from_the_first_shards_holding_enough_images(tmp_pat
 
     for i in range(40):
         Image.fromarray(chelsea[i:]).save(tmp_path / f"img{i:02d}.jpg")
-    plan = workflow.shard_plan(workflow.list_set(tmp_path, "references", None).images, 5)  # 8 shards, about 5 images each
+    listing = workflow.list_set(tmp_path, "references", None)
+    plan = workflow.shard_plan(listing.images, 5)  # 8 shards, about 5 images each
     sizes = [len(images) for images in plan.values()]
     chosen = workflow.fit_shards(plan, min_images)
     assert chosen == list(plan)[: len(chosen)]

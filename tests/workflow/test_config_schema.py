@@ -134,11 +134,11 @@ def test_required_lists_name_declared_keys(schema):
 
 def test_missing_keys_are_filled_from_the_defaults(config):
     partial = {key: config[key] for key in ("queries", "references", "results", "shard_size")}
-    partial["verify"] = {"ratio": 0.8}
+    partial["local"] = {"verify": {"ratio": 0.8}}
     filled = check(partial)
-    assert filled["verify"] == {**config["verify"], "ratio": 0.8}
+    assert filled["local"]["verify"] == {**config["local"]["verify"], "ratio": 0.8}
     assert filled["local"]["single"] == config["local"]["single"]
-    assert filled == deep_merge(config, {"verify": {"ratio": 0.8}})
+    assert filled == deep_merge(config, {"local": {"verify": {"ratio": 0.8}}})
 
 
 def rejection(config: dict) -> str:
@@ -161,10 +161,10 @@ def test_a_misspelled_key_added_beside_the_right_one_is_rejected(config):
 
 def test_a_misspelled_nested_key_is_rejected_by_name(config):
     bad = copy.deepcopy(config)
-    bad["verify"]["ratoi"] = bad["verify"].pop("ratio")
+    bad["pdq"]["topks"] = bad["pdq"].pop("topk")
     message = rejection(bad)
-    assert "Additional properties are not allowed ('ratoi' was unexpected)" in message, message
-    assert "['verify']" in message, message  # the error also says which section
+    assert "Additional properties are not allowed ('topks' was unexpected)" in message, message
+    assert "['pdq']" in message, message  # the error also says which section
 
 
 def test_a_misspelled_deeply_nested_key_is_rejected_by_name(config):
@@ -176,8 +176,8 @@ def test_a_misspelled_deeply_nested_key_is_rejected_by_name(config):
 
 @pytest.mark.parametrize("section, key, value, words", [
     (None, "shard_size", "ten", "'ten' is not of type 'integer'"),
-    ("verify", "mirrored", "yes", "'yes' is not of type 'boolean'"),
-    ("global", "device", "gpu", "'gpu' is not one of ['auto', 'cpu', 'cuda']"),
+    ("pdq", "enabled", "yes", "'yes' is not of type 'boolean'"),
+    ("descriptor", "device", "gpu", "'gpu' is not one of ['auto', 'cpu', 'cuda']"),
     ("detect", "image_size", 300, "300 is not a multiple of 32"),
     (None, "shard_size", 0, "0 is less than the minimum of 1"),
 ])

@@ -16,7 +16,7 @@ from d2lv.io import isc, tables
 pytestmark = pytest.mark.slow
 
 #: The cheapest workflow that still trains an index, recalls and verifies: local branch only, summed.
-LOCAL_ONLY = {"detect": {"enabled": False}, "global": {"enabled": False}, "merge": {"mode": "sum"}}
+LOCAL_ONLY = {"detect": {"enabled": False}, "descriptor": {"enabled": False}, "merge": {"mode": "sum"}}
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
 
@@ -112,7 +112,7 @@ def test_references_that_all_fail_to_decode_stop_the_run_before_any_training(tmp
         assert f"refused: {references / name}: " in console
     work_dir = results / "work"
     trained = [work_dir / "local" / "index" / "trained.faiss", work_dir / "calibration" / "ground_truth.csv",
-               work_dir / "global" / "whitening.h5", work_dir / "detect" / "detector.pt"]
+               work_dir / "descriptor" / "whitening.h5", work_dir / "detect" / "detector.pt"]
     assert not [p for p in trained if p.exists()]
     # the rest of the run goes on (keep-going): skipped.csv says why each file was refused
     refused = {Path(path).name for path in skipped_rows(results).path}

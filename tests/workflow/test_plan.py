@@ -67,7 +67,7 @@ def test_switching_branches_off_removes_their_views_sets_and_inputs(folders, tmp
     inputs = plan.merge_inputs("queries")
     assert inputs["crop"] == inputs["pdq"] == inputs["boxes"] == [] and inputs["local"] and inputs["global_"]
     shard = next(iter(plan.shards["queries"]))
-    assert [Path(t).parts[-4] for t in plan.candidate_tables("queries", shard)] == ["local", "global"]
+    assert [Path(t).parts[-4] for t in plan.candidate_tables("queries", shard)] == ["local", "descriptor"]
     assert f"{plan.results}/pdq_hashes.csv" not in plan.final_outputs()
 
 

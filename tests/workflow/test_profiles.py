@@ -32,7 +32,7 @@ def profile(name: str) -> dict:
 
 
 def test_gpu_rules_found():
-    assert {"detect", "global_extract", "local_train", "local_recall"} <= gpu_rules()
+    assert {"detect", "descriptor_extract", "local_train", "local_recall"} <= gpu_rules()
 
 
 @pytest.mark.parametrize("name", ["slurm", "slurm-gpu"])

@@ -81,7 +81,7 @@ def test_demo_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     model = pd.read_json(work / "results" / "demo" / "work" / "merge" / "model.json", typ="series")
     assert model.n_positive > 0 and model.n_negative > model.n_positive
     # the calibration queries meet the near-duplicate pseudo-references, in search and in verification
-    searched = pd.read_parquet(results / "work" / "global" / "calibration" / "candidates")
+    searched = pd.read_parquet(results / "work" / "descriptor" / "calibration" / "candidates")
     verified = pd.read_parquet(results / "work" / "local" / "calibration" / "scores")
     assert searched.reference_id.str.startswith("near").any() and verified.reference_id.str.startswith("near").any()
     assert not read_matches(results / "matches.csv").reference_id.str.startswith("near").any()
@@ -93,7 +93,7 @@ def test_demo_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
 
     assert planned_jobs(work) == {}
     # a new ratio: every query view of both query sets is verified again
-    workdir_with_config(tmp_path, {"verify": {"ratio": 0.7}})
+    workdir_with_config(tmp_path, {"local": {"verify": {"ratio": 0.7}}})
     assert planned_jobs(work) == {"verify": 4, "fit_merge": 1, "matches": 1, "evaluate": 1,
                                   "report_figures": 1, "all": 1}
     workdir_with_config(tmp_path, {"merge": {"regularisation": 0.5}})  # refitting reruns only the merge
@@ -148,12 +148,13 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     assert manifest.shard_of("extra", 8) >= 1  # not the shard the models are trained on
     jobs = planned_jobs(work, *contract)
     # The new reference's shard: extracted and encoded into the index, once ...
-    per_shard = ("manifest", "sift", "local_add", "global_extract", "pdq_hash")
+    per_shard = ("manifest", "sift", "local_add", "descriptor_extract", "pdq_hash")
     assert {rule: jobs.pop(rule, 0) for rule in per_shard} == dict.fromkeys(per_shard, 1)
     # ... the merges, and every query shard's searches and verification (their answers can change) ...
     query_shards = manifest.num_shards(13, 10) + manifest.num_shards(24, 10)  # queries, calibration copies
     assert jobs == {"local_merge": 1, "local_recall": 2 * query_shards, "verify": 2 * query_shards,
-                    "global_search": query_shards, "pdq_search": query_shards, "global_export": 1, "pdq_export": 1,
+                    "descriptor_search": query_shards, "pdq_search": query_shards, "descriptor_export": 1,
+                    "pdq_export": 1,
                     "fit_merge": 1, "matches": 1, "skipped": 1, "evaluate": 1, "report_figures": 1, "all": 1}
     # ... and no training: the index, the detector, the whitening and the calibration copies stay.
 
@@ -199,7 +200,7 @@ def test_dry_run_wires_the_detector_crop_branch_and_calibration(tmp_path):
     assert jobs["sift"] == 6  # references, queries, calibration, both sets' crops, calibration pseudo-references
     assert jobs["local_train"] == jobs["local_add"] == jobs["local_merge"] == 1  # one reference shard
     assert jobs["local_recall"] == jobs["verify"] == 4  # per query view and query shard
-    assert jobs["global_search"] == 2  # per query set and query shard, crops described in place
+    assert jobs["descriptor_search"] == 2  # per query set and query shard, crops described in place
 
     own_weights = tmp_path / "detector.pt"
     own_weights.write_bytes(b"")

@@ -19,7 +19,7 @@ class BaselineParams(Options):
 
 @dataclass(frozen=True)
 class CnnBaselineParams(Options):
-    """The ImageNet-CNN baseline's descriptors (options of `d2lv global-extract`)."""
+    """The ImageNet-CNN baseline's descriptors (options of `d2lv descriptor-extract`)."""
 
     section: ClassVar[str] = "bench"
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)

@@ -34,7 +34,7 @@ from d2lv.local.index import index_bytes
 
 QUERY_SETS = ("queries", "queries_crops")
 #: Reference-side rules that run once for the whole collection (not per shard of a set).
-COLLECTION_RULES = ("local_train", "local_add", "local_merge", "global_whitening")
+COLLECTION_RULES = ("local_train", "local_add", "local_merge", "descriptor_whitening")
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from d2lv import __version__
-from d2lv.cli import bench, config, descriptor, detect, evaluation, fusion, local, pdq, prepare, report, synth
+from d2lv.cli import bench, config, descriptor, detect, evaluation, local, manifest, merge, pdq, report, synth
 from d2lv.errors import D2lvError
 
-STAGES = (prepare, detect, local, descriptor, pdq, fusion, evaluation, report, synth, bench, config)
+STAGES = (manifest, detect, local, descriptor, pdq, merge, evaluation, report, synth, bench, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

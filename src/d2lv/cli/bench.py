@@ -9,7 +9,7 @@ from pathlib import Path
 
 from d2lv.bench.params import BaselineParams
 from d2lv.cli.common import Subparsers, add_command, named
-from d2lv.cli.prepare import INPUT_SETS
+from d2lv.cli.manifest import INPUT_SETS
 from d2lv.errors import D2lvError
 
 

@@ -1,9 +1,9 @@
 """Subcommands of the global branch: CNN descriptors, their training (fine-tuning, copy head), whitening,
 search and export.
 
-``global-whitening``, ``global-search`` and ``global-export`` read and
+``descriptor-whitening``, ``descriptor-search`` and ``descriptor-export`` read and
 write descriptor files only: they import neither torch nor timm, so they start in a fraction
-of the time of ``global-extract`` and ``train-descriptor``.
+of the time of ``descriptor-extract`` and ``train-descriptor``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from d2lv.descriptor.params import (
 from d2lv.io.images import DecodeParams
 
 
-def _global_extract(args: argparse.Namespace) -> None:
+def _descriptor_extract(args: argparse.Namespace) -> None:
     from d2lv.descriptor import extract, store
     from d2lv.io import manifest
 
@@ -151,7 +151,7 @@ def _train_head(args: argparse.Namespace) -> None:
           f"{result.losses[-1]:.3f}\n{head_training.format_table(result.recall)}", file=sys.stderr)
 
 
-def _global_whitening(args: argparse.Namespace) -> None:
+def _descriptor_whitening(args: argparse.Namespace) -> None:
     from d2lv.descriptor import store, whitening
 
     params = WhiteningParams.from_args(args)
@@ -160,7 +160,7 @@ def _global_whitening(args: argparse.Namespace) -> None:
     whitening.write_whitening(args.out, fitted, len(vectors))
 
 
-def _global_search(args: argparse.Namespace) -> None:
+def _descriptor_search(args: argparse.Namespace) -> None:
     from d2lv.descriptor import search, store, whitening
     from d2lv.detect import views
     from d2lv.io import tables
@@ -186,7 +186,7 @@ def _global_search(args: argparse.Namespace) -> None:
     tables.write_table(pairs, args.out, tables.SIMILARITY_PAIRS)
 
 
-def _global_export(args: argparse.Namespace) -> None:
+def _descriptor_export(args: argparse.Namespace) -> None:
     from d2lv.descriptor import store, whitening
 
     fitted = whitening.read_whitening(args.whitening)
@@ -194,7 +194,8 @@ def _global_export(args: argparse.Namespace) -> None:
 
 
 def _add_extract(sub: Subparsers) -> None:
-    p = add_command(sub, "global-extract", _global_extract, "global CNN descriptors (GeM) of a manifest's images")
+    p = add_command(sub, "descriptor-extract", _descriptor_extract,
+                    "global CNN descriptors (GeM) of a manifest's images")
     p.add_argument("manifest", help="manifest .parquet")
     p.add_argument("--set", choices=sorted(ISC_SET), required=True)
     p.add_argument("-o", "--out", required=True, help="descriptors .h5 (ISC layout, one set)")
@@ -210,7 +211,7 @@ def _add_train(sub: Subparsers) -> None:
     p = add_command(sub, "train-descriptor", _train_descriptor,
                     "contrastive fine-tuning of the global descriptor on the references (copy edits as positives)")
     p.add_argument("manifests", nargs="+", help="reference manifests .parquet")
-    p.add_argument("-o", "--out", required=True, help="checkpoint .pt (use it as global.checkpoint)")
+    p.add_argument("-o", "--out", required=True, help="checkpoint .pt (use it as descriptor.checkpoint)")
     p.add_argument("--temperature", type=float, default=0.05, help="InfoNCE temperature")
     p.add_argument("--koleo-weight", type=float, default=30.0, help="uniformity (KoLeo) regulariser, as SSCD")
     p.add_argument("--seed", type=int, default=0)
@@ -223,9 +224,9 @@ def _add_train(sub: Subparsers) -> None:
 
 def _add_train_head(sub: Subparsers) -> None:
     p = add_command(sub, "train-head", _train_head,
-                    "train a copy head on the frozen backbone's cached features of edited views (global.head)")
+                    "train a copy head on the frozen backbone's cached features of edited views (descriptor.head)")
     p.add_argument("manifests", nargs="+", help="manifests .parquet of the training photos")
-    p.add_argument("-o", "--out", required=True, help="head .pt (use it as global.head)")
+    p.add_argument("-o", "--out", required=True, help="head .pt (use it as descriptor.head)")
     p.add_argument("--cache", help="features cache .h5, continued when it exists (default: OUT with .cache.h5)")
     p.add_argument("--graphics", type=int, default=300, help="synthetic graphics added to the photos")
     p.add_argument("--views", type=int, default=3, help="edited views of each picture and of each of its halves")
@@ -247,7 +248,8 @@ def _add_train_head(sub: Subparsers) -> None:
 
 
 def _add_search(sub: Subparsers) -> None:
-    p = add_command(sub, "global-search", _global_search, "nearest references of every query by cosine similarity")
+    p = add_command(sub, "descriptor-search", _descriptor_search,
+                    "nearest references of every query by cosine similarity")
     p.add_argument("--queries", nargs="+", required=True, help="query descriptors .h5")
     p.add_argument("--references", nargs="+", required=True, help="reference descriptors .h5")
     p.add_argument("--whitening", help="whitening .h5 applied to both sides (default: raw descriptors)")
@@ -263,14 +265,15 @@ def register(sub: Subparsers) -> None:
     _add_train(sub)
     _add_train_head(sub)
 
-    p = add_command(sub, "global-whitening", _global_whitening, "fit PCA whitening on reference descriptors")
+    p = add_command(sub, "descriptor-whitening", _descriptor_whitening, "fit PCA whitening on reference descriptors")
     p.add_argument("references", nargs="+", help="reference descriptors .h5")
     p.add_argument("-o", "--out", required=True, help="whitening .h5")
     WhiteningParams.add_arguments(p)
 
     _add_search(sub)
 
-    p = add_command(sub, "global-export", _global_export, "whitened descriptors of both sets in the ISC 2021 h5 layout")
+    p = add_command(sub, "descriptor-export", _descriptor_export,
+                    "whitened descriptors of both sets in the ISC 2021 h5 layout")
     p.add_argument("--queries", nargs="+", required=True, help="query descriptors .h5")
     p.add_argument("--references", nargs="+", required=True, help="reference descriptors .h5")
     p.add_argument("--whitening", required=True, help="whitening .h5")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from d2lv.cli.common import Subparsers, add_command
-from d2lv.fusion.params import OutputParams
 from d2lv.local.params import SiftParams, VerifyParams
+from d2lv.merge.params import OutputParams
 from d2lv.report.params import ReportParams
 
 

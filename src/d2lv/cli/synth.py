@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from d2lv.cli.common import Subparsers, add_command
-from d2lv.fusion.params import CalibrationParams
+from d2lv.merge.params import CalibrationParams
 
 
 def _make_calibration(args: argparse.Namespace) -> None:

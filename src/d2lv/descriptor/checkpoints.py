@@ -27,13 +27,13 @@ import torch
 
 from d2lv.errors import D2lvError
 
-#: Backbone name of a TorchScript model that pools and projects itself (``global.backbone: torchscript``).
+#: Backbone name of a TorchScript model that pools and projects itself (``descriptor.backbone: torchscript``).
 TORCHSCRIPT = "torchscript"
 
 #: Config keys quoted in errors, so that users know what to change.
-BACKBONE_KEY = "global.backbone"
-CHECKPOINT_KEY = "global.checkpoint"
-IMAGE_SIZE_KEY = "global.image_size"
+BACKBONE_KEY = "descriptor.backbone"
+CHECKPOINT_KEY = "descriptor.checkpoint"
+IMAGE_SIZE_KEY = "descriptor.image_size"
 
 #: ``format`` and ``version`` of a checkpoint written by :func:`d2lv.descriptor.networks.save_trained`.
 TRAINED_FORMAT = "d2lv-descriptor"

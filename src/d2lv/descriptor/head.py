@@ -89,7 +89,7 @@ def load_head(path: str | os.PathLike) -> HeadFile:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"copy head not found: {path} (config key global.head)")
+        raise CheckpointError(f"copy head not found: {path} (config key descriptor.head)")
     loaded = read_checkpoint(path)
     if loaded.get("format") != HEAD_FORMAT:
         raise CheckpointError(f"{path} is not a d2lv copy head (format {loaded.get('format')!r}, not "

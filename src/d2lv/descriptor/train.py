@@ -13,7 +13,7 @@ images over the sphere so that more of its volume separates them.
 The network is a :class:`d2lv.descriptor.networks.PooledDescriptor` (backbone, GeM,
 linear projection to ``dim``); the checkpoint written by
 :func:`d2lv.descriptor.networks.save_trained` is what ``DescriptorModel(backbone,
-checkpoint)`` and the workflow's ``global.checkpoint`` load.
+checkpoint)`` and the workflow's ``descriptor.checkpoint`` load.
 
 BatchNorm statistics stay frozen (those layers run in eval mode; their affine
 weights still learn): fine-tuning batches are small and heavily edited, and

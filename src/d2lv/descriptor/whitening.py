@@ -43,7 +43,7 @@ def fit_whitening(descriptors: np.ndarray, dim: int = 256, shrinkage: float = 0.
     x = np.asarray(descriptors, np.float64)
     if x.ndim != 2 or len(x) < 2:
         raise InputError(f"need at least 2 descriptors to fit a whitening, got shape {x.shape}: with a single "
-                         "usable reference image, turn the global branch off (global.enabled: false)")
+                         "usable reference image, turn the global branch off (descriptor.enabled: false)")
     if dim > x.shape[1]:
         raise InputError(f"cannot project {x.shape[1]}-d descriptors to {dim} dimensions")
     mean = x.mean(axis=0)

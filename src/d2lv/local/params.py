@@ -20,7 +20,7 @@ CANDIDATE_MODES = ("topk", "single")
 class SiftParams(Options):
     """RootSIFT extraction."""
 
-    section: ClassVar[str] = "sift"
+    section: ClassVar[str] = "local.sift"
     short_side: int = option(300, "scale so the short side is this (the original method's 300, downscaling only)",
                              minimum=16)
     max_upscale: float = option(2.0, "upsample an image whose short side is below short_side at most this many times "
@@ -36,7 +36,7 @@ class SiftParams(Options):
 class UsableParams(Options):
     """Which images have enough local features to take part (read by ``d2lv skipped``)."""
 
-    section: ClassVar[str] = "sift"
+    section: ClassVar[str] = "local.sift"
     min_keypoints: int = option(10, "images with fewer keypoints than this are reported in skipped.csv (stage "
                                 "\"local\")", minimum=0)
 
@@ -108,7 +108,7 @@ class SingleCandidateRule(Options):
 class VerifyParams(Options):
     """2-NN ratio matching, mirrored pass and geometric verification."""
 
-    section: ClassVar[str] = "verify"
+    section: ClassVar[str] = "local.verify"
     ratio: float = option(0.745, "Lowe ratio: keep a match if d1 < ratio * d2 (the original's 1.8 d1^2 < d2^2)",
                           exclusive_minimum=0, maximum=1)
     mirrored: bool = option(True, "also match the left-right mirrored reference and keep the better pass",

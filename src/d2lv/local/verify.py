@@ -142,9 +142,9 @@ def probed_ratio_matches(query: np.ndarray, reference: np.ndarray, params: Verif
                                                                                                    np.ndarray]:
     """:func:`ratio_matches`, the query's rows sorted, but the full match only where a probe promises it.
 
-    The probe is every ``verify.probe_stride``-th query keypoint, an unbiased sample of the image (the
+    The probe is every ``local.verify.probe_stride``-th query keypoint, an unbiased sample of the image (the
     strongest keypoints are not: on a meme or a screenshot they lie on the caption or the frame). When it
-    finds fewer than ``verify.probe_matches`` matches the pair is no copy in this orientation, and its
+    finds fewer than ``local.verify.probe_matches`` matches the pair is no copy in this orientation, and its
     matches are the probe's; otherwise the other rows are matched too, which gives exactly the full match.
     Most candidate pairs are not copies, so most pairs cost a quarter of a full match per pass.
     """

@@ -28,11 +28,11 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from d2lv.evaluation import metrics
-from d2lv.fusion.params import VIEWS
 from d2lv.io import atomic, images, isc, manifest, tables
 from d2lv.local import sift, verify
 from d2lv.local.params import SiftParams, VerifyParams
 from d2lv.local.store import ImageFeatures
+from d2lv.merge.params import VERIFICATION_BRANCHES
 from d2lv.report import plots
 
 PANEL_HEIGHT = 360  # both images of a pair are scaled to this height
@@ -255,7 +255,7 @@ def _load(paths: Mapping[str, str], image_id: str) -> np.ndarray:
 
 def view_to_draw(row: pd.Series, has_box: bool) -> str:
     """The query view with more inliers (the whole query on a tie, or when there is no box to crop)."""
-    inliers = {view: _number(row.get(f"verify_{view}_n_inliers")) for view in VIEWS}
+    inliers = {view: _number(row.get(f"verify_{view}_n_inliers")) for view in VERIFICATION_BRANCHES}
     if has_box and inliers["local_crop"] > inliers["local"]:
         return "local_crop"
     return "local"
@@ -295,7 +295,7 @@ def caption_lines(pick: Selected, view: str, found: verify.PairMatches, verdict:
     """Ids and score; the pipeline's inliers per view and what was recomputed and drawn; the verdict."""
     row = pick.row
     views = []
-    for name in VIEWS:
+    for name in VERIFICATION_BRANCHES:
         inliers, matched = row.get(f"verify_{name}_n_inliers"), row.get(f"verify_{name}_n_matches")
         if inliers is not None and not pd.isna(inliers):
             flipped = " mirrored" if _number(row.get(f"verify_{name}_flipped")) > 0 else ""

@@ -134,7 +134,7 @@ def plan_calibration(
     if len(paths) < 2 or n_queries < 1:
         raise InputError(
             f"a calibration set needs at least 2 references and 1 query, got {len(paths)} and {n_queries}; "
-            "with so few references use `merge.mode: sum` (and with a single one `global.enabled: false`: the "
+            "with so few references use `merge.mode: sum` (and with a single one `descriptor.enabled: false`: the "
             "global branch's whitening needs 2 as well)"
         )
     rng = rng_stream(seed, 0)

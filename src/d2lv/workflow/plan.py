@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from d2lv.configuration import RunParams
-from d2lv.descriptor.params import CheckpointParams, GlobalStageParams, HeadParams
+from d2lv.descriptor.params import CheckpointParams, DescriptorStageParams, HeadParams
 from d2lv.detect.params import DetectStageParams, TrainingParams, detector_weights
-from d2lv.fusion.params import CalibrationParams, MergeParams
 from d2lv.io import isc
 from d2lv.io.images import FolderListing
+from d2lv.merge.params import CalibrationParams, MergeParams
 from d2lv.pdq.params import PdqStageParams
 from d2lv.synth import demo, layout
 from d2lv.workflow.sets import fit_shards, list_set, shard_plan, trackable, untracked_stamps
@@ -66,7 +66,7 @@ class Plan:
         """List the input folders and plan every set (raises :class:`~d2lv.workflow.sets.EmptySetError`)."""
         run = RunParams.from_config(config)
         folders = {"queries": run.queries, "references": run.references}
-        descriptor = GlobalStageParams.from_config(config)
+        descriptor = DescriptorStageParams.from_config(config)
         if descriptor.background:
             folders["background"] = descriptor.background
         demo_dir = run.demo_dir or None
@@ -199,7 +199,7 @@ class Plan:
         return {
             "local": f"{work}/local/{{set}}/candidates/{{shard}}.parquet",
             "crop": f"{work}/local/{{set}}{CROPS}/candidates/{{shard}}.parquet" if self.detect else "",
-            "global_": f"{work}/global/{{set}}/candidates/{{shard}}.parquet" if self.descriptor else "",
+            "global_": f"{work}/descriptor/{{set}}/candidates/{{shard}}.parquet" if self.descriptor else "",
             "pdq": f"{work}/pdq/{{set}}/candidates/{{shard}}.parquet" if self.pdq else "",
         }
 
@@ -217,7 +217,7 @@ class Plan:
 
 def _model_files(config: Mapping[str, Any], work: str) -> dict[str, Any]:
     """The weights files the models are read from: shipped, the user's, or trained by the run."""
-    detect, descriptor = DetectStageParams.from_config(config), GlobalStageParams.from_config(config)
+    detect, descriptor = DetectStageParams.from_config(config), DescriptorStageParams.from_config(config)
     start, head = TrainingParams.from_config(config).initial_weights(), HeadParams.from_config(config).head_file()
     checkpoint = CheckpointParams.from_config(config).checkpoint
     return {
@@ -235,7 +235,7 @@ def trained_detector(work: str) -> str:
 
 def trained_descriptor(work: str) -> str:
     """Where rule train_descriptor writes the fine-tuned descriptor."""
-    return f"{work}/global/descriptor.pt"
+    return f"{work}/descriptor/descriptor.pt"
 
 
 def _calibration_sets(folder: str, params: CalibrationParams,

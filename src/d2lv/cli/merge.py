@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 
 from d2lv.cli.common import Subparsers, add_command
-from d2lv.fusion.params import MODES, FitParams, MergeParams, OutputParams
+from d2lv.merge.params import MODES, FitParams, MergeParams, OutputParams
 
 
 def _merge_inputs(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, set[str]]:
@@ -32,12 +32,12 @@ def _merge_inputs(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], pd
 
 
 def _matches(args: argparse.Namespace) -> None:
-    from d2lv.fusion import features, merge
     from d2lv.io import atomic, isc
+    from d2lv.merge import features, scoring
 
     mode, keep = MergeParams.from_args(args).mode, OutputParams.from_args(args).max_results_per_query
     candidates, scores, cropped = _merge_inputs(args)
-    model = merge.load_model(args.model) if args.model else None
+    model = scoring.load_model(args.model) if args.model else None
     pairs = features.assemble_matches(candidates, scores, mode, model, cropped)
     matches = pairs[pairs["rank"] <= keep]
     isc.write_isc_csv(matches, args.out)
@@ -49,20 +49,21 @@ def _matches(args: argparse.Namespace) -> None:
 
 def _fit_merge(args: argparse.Namespace) -> None:
     from d2lv.evaluation import metrics
-    from d2lv.fusion import features, merge
     from d2lv.io import isc
+    from d2lv.merge import features, scoring
 
     candidates, scores, cropped = _merge_inputs(args)
     pairs = features.pair_features(candidates, scores, cropped)
     ground_truth = isc.read_ground_truth(args.ground_truth)
     if args.ignore:  # pairs that are neither copies nor clean negatives (a calibration copy's backdrop)
         pairs = pairs[~isc.is_positive(pairs, isc.read_ground_truth(args.ignore))].reset_index(drop=True)
-    model = merge.fit_calibrated(pairs, isc.is_positive(pairs, ground_truth), FitParams.from_args(args).regularisation)
+    labels = isc.is_positive(pairs, ground_truth)
+    model = scoring.fit_calibrated(pairs, labels, FitParams.from_args(args).regularisation)
     fit = {}
     for mode in MODES:
-        scored = pairs[isc.KEYS].assign(score=merge.merge_scores(pairs, mode, model))
+        scored = pairs[isc.KEYS].assign(score=scoring.merge_scores(pairs, mode, model))
         fit[mode] = metrics.evaluate(scored, ground_truth).to_dict()
-    merge.save_model(model, args.out, calibration_metrics=fit)
+    scoring.save_model(model, args.out, calibration_metrics=fit)
     print(f"fitted on {model.n_positive} copies and {model.n_negative} other candidates; calibration-set "
           f"micro-AP sum {fit['sum']['micro_ap']:.4f}, calibrated {fit['calibrated']['micro_ap']:.4f}",
           file=sys.stderr)

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from d2lv.errors import InputError
-from d2lv.fusion.params import MODES, VIEWS
 from d2lv.io import atomic
+from d2lv.merge.params import MODES, VERIFICATION_BRANCHES
 from d2lv.pdq.params import MATCH_DISTANCE, RELIABLE_QUALITY, UNRELATED_DISTANCE
 
 MODEL_VERSION = 4
@@ -56,7 +56,7 @@ def sum_score(pairs: pd.DataFrame) -> np.ndarray:
     The count is each view's ``score`` (inliers, or plain matches when verification
     runs without geometry); the global similarity, below 1, only breaks ties.
     """
-    score = sum(_column(pairs, f"verify_{view}_score") for view in VIEWS)
+    score = sum(_column(pairs, f"verify_{view}_score") for view in VERIFICATION_BRANCHES)
     return score + 0.999 * np.clip(_column(pairs, "global_similarity"), 0.0, None)
 
 
@@ -67,8 +67,8 @@ def design_matrix(pairs: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     :data:`INLIER_OCTAVES` indicators; a branch that did not propose the pair contributes zeros plus a
     0/1 "proposed" indicator. Each image's keypoint count says how much local evidence to expect.
     """
-    inliers = {v: _column(pairs, f"verify_{v}_n_inliers") for v in VIEWS}
-    matches = {v: _column(pairs, f"verify_{v}_n_matches") for v in VIEWS}
+    inliers = {v: _column(pairs, f"verify_{v}_n_inliers") for v in VERIFICATION_BRANCHES}
+    matches = {v: _column(pairs, f"verify_{v}_n_matches") for v in VERIFICATION_BRANCHES}
     best_inliers = np.maximum(inliers["local"], inliers["local_crop"])
     best_matches = np.maximum(matches["local"], matches["local_crop"])
     features = {

@@ -1,5 +1,5 @@
 rule train_descriptor:
-    """Contrastive fine-tuning on the fit_images reference shards (when global.train)."""
+    """Contrastive fine-tuning on the fit_images reference shards (when descriptor.train)."""
     input:
         manifests=PLAN.fit_files(f"{WORK}/manifests/references/{{shard}}.parquet"),
         usable=PLAN.usable_references,
@@ -20,21 +20,21 @@ rule train_descriptor:
         "d2lv train-descriptor --quiet {input.manifests:q} -o {output:q} {params.options} --workers {threads:q} 2> {log:q}"
 
 
-rule global_extract:
+rule descriptor_extract:
     """Global CNN descriptors (GeM pooled, L2-normalised) of one shard; of each query's crop where it has one, and
-    of each query's regions (global.regions)."""
+    of each query's regions (descriptor.regions)."""
     input:
         manifest=f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
         crops=query_crops,
         checkpoint=PLAN.descriptor_checkpoint,
-        # an input, so that a new copy head (global.head) reruns the extraction
+        # an input, so that a new copy head (descriptor.head) reruns the extraction
         head=PLAN.descriptor_head,
     output:
-        f"{WORK}/global/raw/{{set}}/{{shard}}.h5",
+        f"{WORK}/descriptor/raw/{{set}}/{{shard}}.h5",
     log:
-        f"{LOGS}/global_extract/{{set}}/{{shard}}.log",
+        f"{LOGS}/descriptor_extract/{{set}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/global_extract/{{set}}/{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/descriptor_extract/{{set}}/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
     threads: 2
@@ -44,46 +44,50 @@ rule global_extract:
         options=d2lv_workflow.flags(config, BackboneParams, HeadParams, DecodeParams),
         # query sets only: a change to the regions reruns no reference shard
         regions=lambda wc: d2lv_workflow.flags(config, RegionParams) if wc.set in PLAN.query_sets else "",
-        # the trained descriptor when global.train, else global.checkpoint (CheckpointParams)
+        # the trained descriptor when descriptor.train, else descriptor.checkpoint (CheckpointParams)
         checkpoint=lambda wildcards, input: d2lv_workflow.path_option("--checkpoint", input.checkpoint),
         crops=lambda wildcards, input: d2lv_workflow.path_option("--crops", input.crops),
     shell:
-        "d2lv global-extract --quiet {input.manifest:q} --set {wildcards.set:q} {params.crops} -o {output:q}"
+        "d2lv descriptor-extract --quiet {input.manifest:q} --set {wildcards.set:q} {params.crops} -o {output:q}"
         " {params.options} {params.regions} {params.checkpoint} --threads {threads:q} 2> {log:q}"
 
 
-rule global_whitening:
-    """PCA whitening to `global.dim` dimensions, fitted on the fit_images reference shards."""
+rule descriptor_whitening:
+    """PCA whitening to `descriptor.dim` dimensions, fitted on the fit_images reference shards."""
     input:
-        descriptors=PLAN.fit_files(f"{WORK}/global/raw/references/{{shard}}.h5"),
+        descriptors=PLAN.fit_files(f"{WORK}/descriptor/raw/references/{{shard}}.h5"),
         usable=PLAN.usable_references,
     output:
-        f"{WORK}/global/whitening.h5",
+        f"{WORK}/descriptor/whitening.h5",
     log:
-        f"{LOGS}/global_whitening.log",
+        f"{LOGS}/descriptor_whitening.log",
     benchmark:
-        f"{RESULTS}/benchmarks/global_whitening.tsv"
+        f"{RESULTS}/benchmarks/descriptor_whitening.tsv"
     conda:
         "../envs/d2lv.yaml"
     params:
         options=d2lv_workflow.flags(config, WhiteningParams),
     shell:
-        "d2lv global-whitening --quiet {input.descriptors:q} -o {output:q} {params.options} 2> {log:q}"
+        "d2lv descriptor-whitening --quiet {input.descriptors:q} -o {output:q} {params.options} 2> {log:q}"
 
 
-rule global_search:
+rule descriptor_search:
     """Each query of one shard's most similar references over the whole collection (whitened cosine)."""
     input:
-        whitening=f"{WORK}/global/whitening.h5",
-        references=lambda wc: PLAN.searched_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", wc.qset),
-        queries=f"{WORK}/global/raw/{{qset}}/{{shard}}.h5",
-        background=PLAN.shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "background") if "background" in PLAN.shards else [],
+        whitening=f"{WORK}/descriptor/whitening.h5",
+        references=lambda wc: PLAN.searched_files(f"{WORK}/descriptor/raw/{{set}}/{{shard}}.h5", wc.qset),
+        queries=f"{WORK}/descriptor/raw/{{qset}}/{{shard}}.h5",
+        background=(
+            PLAN.shard_files(f"{WORK}/descriptor/raw/{{set}}/{{shard}}.h5", "background")
+            if "background" in PLAN.shards
+            else []
+        ),
     output:
-        f"{WORK}/global/{{qset}}/candidates/{{shard}}.parquet",
+        f"{WORK}/descriptor/{{qset}}/candidates/{{shard}}.parquet",
     log:
-        f"{LOGS}/global_search/{{qset}}/{{shard}}.log",
+        f"{LOGS}/descriptor_search/{{qset}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/global_search/{{qset}}/{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/descriptor_search/{{qset}}/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
     params:
@@ -95,22 +99,22 @@ rule global_search:
             else ""
         ),
     shell:
-        "d2lv global-search --quiet --queries {input.queries:q} --references {input.references:q}"
+        "d2lv descriptor-search --quiet --queries {input.queries:q} --references {input.references:q}"
         " --whitening {input.whitening:q} {params.background} -o {output:q} {params.options} 2> {log:q}"
 
 
-rule global_export:
+rule descriptor_export:
     """All whitened descriptors in the ISC 2021 descriptor-track h5 layout."""
     input:
-        whitening=f"{WORK}/global/whitening.h5",
-        queries=PLAN.shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "queries"),
-        references=PLAN.shard_files(f"{WORK}/global/raw/{{set}}/{{shard}}.h5", "references"),
+        whitening=f"{WORK}/descriptor/whitening.h5",
+        queries=PLAN.shard_files(f"{WORK}/descriptor/raw/{{set}}/{{shard}}.h5", "queries"),
+        references=PLAN.shard_files(f"{WORK}/descriptor/raw/{{set}}/{{shard}}.h5", "references"),
     output:
         f"{RESULTS}/global_descriptors.h5",
     log:
-        f"{LOGS}/global_export.log",
+        f"{LOGS}/descriptor_export.log",
     conda:
         "../envs/d2lv.yaml"
     shell:
-        "d2lv global-export --quiet --queries {input.queries:q} --references {input.references:q}"
+        "d2lv descriptor-export --quiet --queries {input.queries:q} --references {input.references:q}"
         " --whitening {input.whitening:q} -o {output:q} 2> {log:q}"

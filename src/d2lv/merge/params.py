@@ -9,7 +9,7 @@ from d2lv.options import Options, option
 
 MODES = ("sum", "calibrated")
 #: Query views verified by the pipeline: the whole query, and its detected copy region.
-VIEWS = ("local", "local_crop")
+VERIFICATION_BRANCHES = ("local", "local_crop")
 
 
 @dataclass(frozen=True)
@@ -48,5 +48,5 @@ class CalibrationParams(Options):
 class OutputParams(Options):
     """What matches.csv keeps."""
 
-    section: ClassVar[str] = "output"
+    section: ClassVar[str] = "merge"
     max_results_per_query: int = option(10, "keep each query's N best pairs", minimum=1)

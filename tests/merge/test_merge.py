@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 from d2lv.cli import main
-from d2lv.fusion import features as output
-from d2lv.fusion import merge
-from d2lv.fusion.params import MODES
 from d2lv.io import isc, tables
 from d2lv.io.images import image_id
+from d2lv.merge import features as output
+from d2lv.merge import scoring
+from d2lv.merge.params import MODES
 from d2lv.synth import calibration, demo, families, layout
 from d2lv.synth.photos import Tile
 
@@ -128,32 +128,32 @@ def test_sum_mode_adds_every_view_and_breaks_ties_by_global_similarity():
         "verify_local_crop_score": [5.0, 7.0, 5.0],
         "global_similarity": [np.nan, 0.5, 0.25],
     })
-    assert merge.sum_score(pairs).tolist() == pytest.approx([15.0, 7.0 + 0.4995, 15.0 + 0.24975])
+    assert scoring.sum_score(pairs).tolist() == pytest.approx([15.0, 7.0 + 0.4995, 15.0 + 0.24975])
 
 
 def test_the_best_views_inliers_enter_as_octave_indicators_too():
     pairs = pd.DataFrame({"query_id": ["Q0", "Q1", "Q2"], "verify_local_n_inliers": [3.0, 40.0, np.nan],
                           "verify_local_crop_n_inliers": [9.0, 0.0, 70.0]})
-    names, x = merge.design_matrix(pairs)
-    octaves = x[:, [names.index(f"inliers_best_ge_{k}") for k in merge.INLIER_OCTAVES]]
+    names, x = scoring.design_matrix(pairs)
+    octaves = x[:, [names.index(f"inliers_best_ge_{k}") for k in scoring.INLIER_OCTAVES]]
     assert octaves.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
 
 
 def test_margins_say_how_far_a_candidate_stands_above_its_querys_others():
     pairs = pd.DataFrame({"query_id": ["flat", "flat", "flat", "copy", "copy", "alone"],
                           "global_similarity": [0.80, 0.82, 0.81, 0.90, 0.40, 0.70]})
-    names, x = merge.design_matrix(pairs)
+    names, x = scoring.design_matrix(pairs)
     margin = x[:, names.index("global_similarity_margin")]
     # the flat query's three look-alikes barely differ; the copy stands 0.5 above its other candidate
     assert margin == pytest.approx([-0.02, 0.01, -0.01, 0.5, -0.5, 0.7])
-    assert {f"{name}_margin" for name in merge.MARGIN_FEATURES} <= set(names)
+    assert {f"{name}_margin" for name in scoring.MARGIN_FEATURES} <= set(names)
 
 
 def test_the_nearest_of_a_querys_unreliable_hashes_still_stands_out():
     # a smooth picture's hashes (quality 2) are far from everything, yet the copy's is the nearest
     pairs = pd.DataFrame({"query_id": ["smooth"] * 3, "pdq_hamming": [74.0, 90.0, np.nan],
                           "pdq_quality": [2.0, 2.0, np.nan]})
-    names, x = merge.design_matrix(pairs)
+    names, x = scoring.design_matrix(pairs)
     weighted, unweighted = (x[:, names.index(f"{name}_margin")] for name in ("pdq_closeness", "pdq_nearness"))
     assert np.abs(weighted).max() < 0.02  # a 25th of the unweighted margins
     assert unweighted == pytest.approx([16 / 128, -16 / 128, -(1 - 74 / 128)])
@@ -162,7 +162,7 @@ def test_the_nearest_of_a_querys_unreliable_hashes_still_stands_out():
 def test_hash_features_say_how_close_trustworthy_hashes_are_only_where_the_branch_proposed_the_pair():
     pairs = pd.DataFrame({"query_id": [f"Q{i}" for i in range(5)], "pdq_hamming": [0.0, 20.0, 64.0, np.nan, 0.0],
                           "pdq_quality": [100.0, 50.0, 100.0, np.nan, 10.0]})
-    names, x = merge.design_matrix(pairs)
+    names, x = scoring.design_matrix(pairs)
 
     def column(name: str) -> list[float]:
         return x[:, names.index(name)].tolist()
@@ -182,7 +182,7 @@ def test_fitted_model_ranks_copies_first_and_scores_are_probabilities(calibrated
     left_out = isc.is_positive(candidates, backdrops).sum()
     assert left_out > 0  # backdrops are found, and are neither positives nor negatives of the fit
     assert model["n_positive"] + model["n_negative"] == len(candidates) - left_out
-    assert model["features"] == merge.design_matrix(pd.DataFrame())[0]
+    assert model["features"] == scoring.design_matrix(pd.DataFrame())[0]
     assert model["calibration_metrics"]["calibrated"]["micro_ap"] >= 0.85
 
     calibrated = pd.read_parquet(calibrated_run / "calibrated.parquet")
@@ -191,7 +191,7 @@ def test_fitted_model_ranks_copies_first_and_scores_are_probabilities(calibrated
     labels = isc.is_positive(calibrated, truth)
     assert calibrated.score[labels].median() > 0.5 > calibrated.score[~labels].quantile(0.9)
     # The file's score is the model's probability of the parquet's features.
-    fitted = merge.load_model(calibrated_run / "model.json")
+    fitted = scoring.load_model(calibrated_run / "model.json")
     assert fitted.probability(calibrated) == pytest.approx(calibrated.score.to_numpy())
 
 
@@ -212,11 +212,11 @@ def test_calibrated_mode_needs_a_matching_model(calibrated_run, tmp_path):
     stale["features"] = stale["features"][:-1]
     (tmp_path / "stale.json").write_text(json.dumps(stale))
     with pytest.raises(ValueError, match="refit"):
-        output.assemble_matches(candidates, scores, "calibrated", merge.load_model(tmp_path / "stale.json"))
+        output.assemble_matches(candidates, scores, "calibrated", scoring.load_model(tmp_path / "stale.json"))
 
 
 def test_fit_refuses_labels_without_positives(calibrated_run):
     candidates = {"local": tables.read_tables([calibrated_run / "candidates.parquet"], tables.PAIRS)}
     pairs = output.pair_features(candidates, tables.read_tables([calibrated_run / "scores.parquet"], tables.SCORES))
     with pytest.raises(ValueError, match="merge.mode: sum"):
-        merge.fit_calibrated(pairs, np.zeros(len(pairs), bool))
+        scoring.fit_calibrated(pairs, np.zeros(len(pairs), bool))

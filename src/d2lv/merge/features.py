@@ -5,7 +5,7 @@ crop: votes and mean descriptor distance; global: cosine similarity; pdq:
 Hamming distance and hash quality); every candidate is verified by local
 matching in each query view. A pair's row
 gathers all of it, one column per branch and feature, so the merge
-(:mod:`d2lv.fusion.merge`) sees everything.
+(:mod:`d2lv.merge.scoring`) sees everything.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Collection, Mapping
 
 import pandas as pd
 
-from d2lv.fusion import merge
-from d2lv.fusion.params import VIEWS
 from d2lv.io.isc import KEYS
+from d2lv.merge import scoring
+from d2lv.merge.params import VERIFICATION_BRANCHES
 
 RECALL_FEATURES = {"local": ["votes", "mean_distance"], "crop": ["votes", "mean_distance"], "global": ["similarity"],
                    "pdq": ["hamming", "quality"]}
@@ -43,7 +43,7 @@ def pair_features(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFrame,
     pairs = pairs.join(verified, how="inner") if len(pairs) else pairs
     pairs = pairs.reset_index()
     for column in [f"{b}_{f}" for b, fs in RECALL_FEATURES.items() for f in fs] + [
-            f"verify_{view}_{f}" for view in VIEWS for f in VERIFY_FEATURES]:
+            f"verify_{view}_{f}" for view in VERIFICATION_BRANCHES for f in VERIFY_FEATURES]:
         if column not in pairs:  # a branch or view with no pair at all (e.g. no query was cropped)
             pairs[column] = pd.Series(dtype="boolean" if column.endswith(("_flipped", "_inverted")) else "float64")
     pairs["has_crop"] = pairs.query_id.isin(set(cropped))
@@ -51,14 +51,14 @@ def pair_features(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFrame,
 
 
 def assemble_matches(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFrame, mode: str = "sum",
-                     model: merge.CalibratedMerge | None = None, cropped: Collection[str] = ()) -> pd.DataFrame:
+                     model: scoring.CalibratedMerge | None = None, cropped: Collection[str] = ()) -> pd.DataFrame:
     """Score every verified candidate pair, best first; ``rank`` numbers each query's pairs from 1.
 
     ``score`` is the merge ``mode``'s; ``score_sum`` (the original method's) is kept beside it.
     """
     pairs = pair_features(candidates, scores, cropped)
-    pairs["score_sum"] = merge.sum_score(pairs)
-    pairs["score"] = merge.merge_scores(pairs, mode, model)
+    pairs["score_sum"] = scoring.sum_score(pairs)
+    pairs["score"] = scoring.merge_scores(pairs, mode, model)
     pairs = pairs.sort_values(["score", "query_id", "reference_id"], ascending=[False, True, True], kind="stable")
     pairs["rank"] = pairs.groupby("query_id", sort=False).cumcount() + 1
     return pairs.reset_index(drop=True)
