@@ -84,7 +84,9 @@ rule bench_report:
         ),
         matches=f"{RESULTS}/matches.parquet",
         global_store=(
-            PLAN.shard_files(f"{WORK}/descriptor/raw/{{set}}/{{shard}}.h5", "references") if PLAN.descriptor else []
+            PLAN.shard_files(f"{WORK}/descriptor/whitened/{{set}}/{{shard}}.h5", "references")
+            if PLAN.descriptor
+            else []
         ),
         pdq_store=PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
         pdq_candidates=(

@@ -31,6 +31,7 @@ from d2lv.local.params import (
 from d2lv.report.params import ReportParams
 
 PLAN = d2lv_workflow.Plan.from_config(config)
+PLAN.write_shard_lists()
 RESULTS = PLAN.results
 WORK = PLAN.work
 LOGS = PLAN.logs
@@ -40,12 +41,16 @@ wildcard_constraints:
     **PLAN.wildcard_constraints(),
 
 
-def shard_images(wildcards):
-    return PLAN.shard_images(wildcards.set, wildcards.shard)
+def shard_list(wildcards):
+    return PLAN.shard_list(wildcards.set, wildcards.shard)
 
 
-def untracked_images(wildcards):
-    return PLAN.untracked_images(wildcards.set, wildcards.shard)
+def shard_stamp(wildcards):
+    return PLAN.shard_stamp(wildcards.set, wildcards.shard)
+
+
+def made_by(wildcards):
+    return PLAN.made_by(wildcards.set)
 
 
 def query_crops(wildcards):

@@ -1,7 +1,9 @@
 rule manifest:
-    """Decode every image of one shard; record size, or the reason it is unusable."""
+    """Decode every image of one shard (named in its shard list, written when the Snakefile is parsed: no job
+    lists the folder again); record size, or the reason it is unusable."""
     input:
-        shard_images,
+        images=shard_list,
+        made=made_by,
     output:
         f"{WORK}/manifests/{{set}}/{{shard}}.parquet",
     log:
@@ -13,15 +15,11 @@ rule manifest:
     conda:
         "../envs/d2lv.yaml"
     params:
-        folder=lambda wc: PLAN.folders[wc.set],
-        num_shards=lambda wc: len(PLAN.shards[wc.set]),
-        shard=lambda wc: int(wc.shard),
         options=d2lv_workflow.flags(config, DecodeParams),
-        # not inputs, but a change to them reruns the shard all the same
-        untracked=untracked_images,
+        # the images' sizes and times: an image changed in place reruns its shard
+        stamp=shard_stamp,
     shell:
-        "d2lv manifest --quiet {params.folder:q} --shard {params.shard:q} --num-shards {params.num_shards:q}"
-        " {params.options} -o {output:q} 2> {log:q}"
+        "d2lv manifest --quiet --files-from {input.images:q} {params.options} -o {output:q} 2> {log:q}"
 
 
 rule check_references:

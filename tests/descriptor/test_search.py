@@ -80,3 +80,32 @@ def test_search_whitening_and_export_run_without_torch(shards, tmp_path):
     with h5py.File(out["isc.h5"], "r") as h5:
         assert h5["query"].shape == (12, 16) and h5["reference"].shape == (60, 16)
         assert h5.attrs["backbone"] == "test"
+
+
+def test_shards_whitened_once_give_the_search_and_export_of_whitening_on_the_fly(shards, tmp_path):
+    """What the workflow does (descriptor-whiten per shard, then search and export the whitened shards) equals
+    whitening every raw descriptor inside the search, as it was done before."""
+    q, r0, r1 = (str(shards[name]) for name in ("queries", "references0", "references1"))
+    w = str(tmp_path / "w.h5")
+    whitened = {path: str(tmp_path / f"whitened-{Path(path).name}") for path in (q, r0, r1)}
+    jobs = [["descriptor-whitening", "--quiet", r0, r1, "-o", w, "--dim", "16"]]
+    jobs += [["descriptor-whiten", "--quiet", raw, "--whitening", w, "-o", out] for raw, out in whitened.items()]
+    jobs += [
+        ["descriptor-search", "--quiet", "--queries", q, "--references", r0, r1, "--whitening", w, "-o",
+         str(tmp_path / "on_the_fly.parquet")],
+        ["descriptor-search", "--quiet", "--queries", whitened[q], "--references", whitened[r0], whitened[r1], "-o",
+         str(tmp_path / "once.parquet")],
+        ["descriptor-export", "--quiet", "--queries", whitened[q], "--references", whitened[r0], whitened[r1],
+         "-o", str(tmp_path / "isc.h5")],
+    ]
+    done = subprocess.run([sys.executable, "-c", LIGHT_JOBS, json.dumps(jobs)], capture_output=True, text=True,
+                          check=True)
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+    on_the_fly, once = (tables.read_tables([str(tmp_path / f"{name}.parquet")], tables.SIMILARITY_PAIRS)
+                        for name in ("on_the_fly", "once"))
+    np.testing.assert_array_equal(once.reference_id, on_the_fly.reference_id)
+    np.testing.assert_allclose(once.similarity, on_the_fly.similarity, atol=1e-6)
+    assert store.read_attrs(whitened[q])["backbone"] == "test"
+    _, raw_references = store.read_descriptors([r0, r1], "reference")
+    with h5py.File(tmp_path / "isc.h5", "r") as h5:
+        np.testing.assert_allclose(h5["reference"][:], whitening.read_whitening(w).apply(raw_references), atol=1e-6)

@@ -370,8 +370,8 @@ def test_list_folder_gives_every_file_it_does_not_decode_a_reason(tmp_path, chel
                          ".git/objects/ab/cdef", ".git/HEAD", "trip/.thumbnails/coffee.png"])
     (tmp_path / "linked").symlink_to(tmp_path / "trip", target_is_directory=True)
     listing = list_folder(tmp_path)
-    assert [p.relative_to(tmp_path).as_posix() for p in listing.images] == ["photo.jpg", "trip/coffee.png"]
-    reasons = {p.relative_to(tmp_path).as_posix(): reason for p, reason in listing.refused}
+    assert [Path(p).relative_to(tmp_path).as_posix() for p in listing.images] == ["photo.jpg", "trip/coffee.png"]
+    reasons = {Path(p).relative_to(tmp_path).as_posix(): reason for p, reason in listing.refused}
     assert reasons == {
         ".DS_Store": "hidden file",
         ".git": "hidden folder, not searched (tool state such as .git or .snakemake)",
@@ -382,8 +382,8 @@ def test_list_folder_gives_every_file_it_does_not_decode_a_reason(tmp_path, chel
         "trip/.thumbnails": "hidden folder, not searched (tool state such as .git or .snakemake)",
         "trip/drawing.svg": "unsupported format .svg",
     }
-    assert [p for p, _ in listing.refused] == sorted(p for p, _ in listing.refused)
-    assert list(find_images(tmp_path)) == listing.images
+    assert [p for p, _ in listing.refused] == sorted((p for p, _ in listing.refused), key=lambda p: Path(p).parts)
+    assert list(find_images(tmp_path)) == [Path(p) for p in listing.images]
 
 
 def test_reason_counts_groups_reasons_by_kind_most_frequent_first():
@@ -397,3 +397,10 @@ def test_box_iou_of_equal_disjoint_and_half_overlapping_boxes():
     a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
     b = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [5, 0, 15, 10]], float)
     np.testing.assert_allclose(box_iou(a, b), [1.0, 0.0, 50 / 150])
+
+
+def test_a_listing_sorts_as_paths_sort_part_by_part(tmp_path):
+    names = ["a/b.jpg", "a-b.jpg", "a b.jpg", "a.jpg", "a/a/z.jpg", "ab.jpg", "A.jpg", "a/.jpg.png", "b/a.jpg"]
+    make_tree(tmp_path, names)
+    listed = [Path(p) for p in list_folder(tmp_path).images]
+    assert listed == sorted(listed) and len(listed) == len(names) - 1  # a/.jpg.png: hidden

@@ -367,3 +367,17 @@ def test_cli_check_references_passes_a_shard_with_a_usable_image(tmp_path, mixed
     result = run_cli("check-references", str(manifest), "--num-shards", "4", "-o", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     assert out.read_text() == "4 usable reference images in 1 shards\n"
+
+
+def test_the_manifest_of_a_shard_decodes_exactly_the_files_it_is_given(tmp_path, chelsea):
+    """The workflow passes a shard's planned files: their siblings in the folder are neither listed nor decoded."""
+    given = [save(chelsea, tmp_path / "set" / f"given{i}.png") for i in range(2)]
+    save(chelsea, tmp_path / "set" / "sibling.png")
+    out = tmp_path / "shard.parquet"
+    result = run_cli("manifest", *map(str, given), "-o", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    frame = read_manifest(out)
+    assert sorted(frame.id) == ["given0", "given1"] and set(frame.status) == {"ok"}
+    empty = tmp_path / "empty.parquet"
+    assert run_cli("manifest", "-o", str(empty), "--quiet").returncode == 0  # an empty shard
+    assert len(read_manifest(empty, usable_only=False)) == 0

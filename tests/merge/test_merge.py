@@ -32,7 +32,7 @@ def calibrated_run(references, tmp_path_factory) -> Path:
     """Every step of a local-only pipeline on 30 calibration copies, through the CLI, then fit-merge."""
     work = tmp_path_factory.mktemp("run")
     run = lambda *args: main([*map(str, args)])  # noqa: E731
-    assert run("manifest", "--quiet", references, "--shard", 0, "--num-shards", 1, "-o", work / "refs.parquet") == 0
+    assert run("manifest", "--quiet", references, "-o", work / "refs.parquet") == 0
     # no graphic copies: their pseudo-references (cal/near/) are not searched here
     assert run("make-calibration", "--quiet", work / "refs.parquet", "-o", work / "cal", "--queries", 30,
                "--graphics", 0) == 0

@@ -49,8 +49,32 @@ def test_a_calibrated_run_plans_the_calibration_sets_and_every_query_view(folder
     assert set(plan.made_sets) == {"calibration", "calibration_near"}
     assert len(plan.made_images()) == 200 + 150  # copies; halves and graphic tiles (merge.near_duplicates ...)
     assert plan.refused_inputs() == [str(folders[1] / "notes.txt")]
-    calibration_shard = next(iter(plan.shards["calibration"]))
-    assert plan.shard_images("calibration", calibration_shard)[-1].endswith("calibration/ground_truth.csv")
+    assert plan.made_by("calibration") == [f"{plan.calibration_dir}/ground_truth.csv"] and not plan.made_by("queries")
+
+
+def test_a_shard_list_changes_with_the_shards_members_and_its_stamp_with_their_contents(tmp_path):
+    """No image is a Snakemake input: the manifest reads its shard's list, rewritten only when the shard's
+    members change, and a digest of their sizes and times (a param) reruns it when one changes in place."""
+    for name in ("queries", "references"):
+        (tmp_path / name).mkdir()
+        for stem in ("plain", "a{b}"):  # a name Snakemake would read as a wildcard is no problem
+            (tmp_path / name / f"{stem}.jpg").write_bytes(b"\xff\xd8")
+    config = config_for((tmp_path / "queries", tmp_path / "references"), tmp_path)
+    plan = Plan.from_config(config)
+    plan.write_shard_lists()
+    (shard,) = plan.shards["references"]
+    listed = Path(plan.shard_list("references", shard))
+    assert listed.read_text().splitlines() == [str(tmp_path / "references" / f"{stem}.jpg") for stem in
+                                               ("a{b}", "plain")]
+    written, stamp = listed.stat().st_mtime_ns, plan.shard_stamp("references", shard)
+    Plan.from_config(config).write_shard_lists()
+    assert listed.stat().st_mtime_ns == written  # same members: not rewritten
+    (tmp_path / "references" / "plain.jpg").write_bytes(b"\xff\xd8\xff")
+    assert Plan.from_config(config).shard_stamp("references", shard) != stamp
+    (tmp_path / "references" / "new.jpg").write_bytes(b"\xff\xd8")
+    Plan.from_config(config).write_shard_lists()
+    assert "new.jpg" in listed.read_text()
+    assert plan.shard_stamp("calibration", "0000") == "" and plan.made_by("calibration")
 
 
 def test_the_calibration_copies_do_not_follow_a_tiny_shard_size(folders, tmp_path):

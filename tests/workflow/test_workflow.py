@@ -148,10 +148,10 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     assert manifest.shard_of("extra", 8) >= 1  # not the shard the models are trained on
     jobs = planned_jobs(work, *contract)
     # The new reference's shard: extracted and encoded into the index, once ...
-    per_shard = ("manifest", "sift", "local_add", "descriptor_extract", "pdq_hash")
+    per_shard = ("manifest", "sift", "local_add", "descriptor_extract", "descriptor_whiten", "pdq_hash")
     assert {rule: jobs.pop(rule, 0) for rule in per_shard} == dict.fromkeys(per_shard, 1)
     # ... the merges, and every query shard's searches and verification (their answers can change) ...
-    query_shards = manifest.num_shards(13, 10) + manifest.num_shards(24, 10)  # queries, calibration copies
+    query_shards = manifest.num_shards(13, 10) + 1  # queries; calibration copies: one shard (calibration_shard_size)
     assert jobs == {"local_merge": 1, "local_recall": 2 * query_shards, "verify": 2 * query_shards,
                     "descriptor_search": query_shards, "pdq_search": query_shards, "descriptor_export": 1,
                     "pdq_export": 1,
@@ -160,13 +160,15 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
 
 
 def test_one_image_per_shard_runs_and_fits_models_across_shards(tmp_path):
-    """shard_size=1: empty calibration shards wait for the copies; the models learn from every shard."""
+    """shard_size=1 (and calibration_shard_size=1): empty calibration shards wait for the copies; the models learn
+    from every shard."""
     demo.make_demo(tmp_path / "demo")
     queries, references = tmp_path / "q", tmp_path / "demo" / "references"
     queries.mkdir()
     for name in ("Q00000.jpg", "Q00001.jpg"):
         shutil.copy(tmp_path / "demo" / "queries" / name, queries / name)
-    work = workdir_with_config(tmp_path / "run", {"detect": {"enabled": False}, "merge": {"calibration_queries": 3}})
+    work = workdir_with_config(tmp_path / "run", {"detect": {"enabled": False}, "merge": {"calibration_queries": 3},
+                                                  "calibration_shard_size": 1})
     snakemake(work, "--config", f"queries={queries}", f"references={references}",
               f"results={tmp_path / 'out'}", "shard_size=1")
     n_references = len(list(references.iterdir()))
@@ -176,6 +178,21 @@ def test_one_image_per_shard_runs_and_fits_models_across_shards(tmp_path):
     shards = {manifest.shard_of(ref, manifest.num_shards(n_references, 1)) for ref in copied.reference_id}
     assert len(shards) > 1, "calibration copies drawn from one reference shard"
     assert "Q00000" in set(read_matches(tmp_path / "out" / "matches.csv").query_id)
+
+
+def test_a_tiny_shard_size_does_not_cut_the_calibration_copies_into_tiny_shards(tmp_path):
+    """shard_size=1 on 6 references and 4 queries: a few hundred jobs at most, not thousands (the 200 calibration
+    copies and their pseudo-references keep shards of calibration_shard_size)."""
+    demo.make_demo(tmp_path / "demo")
+    queries, references = tmp_path / "q", tmp_path / "r"
+    for folder, names in ((queries, sorted((tmp_path / "demo" / "queries").iterdir())[:4]),
+                          (references, sorted((tmp_path / "demo" / "references").iterdir())[:6])):
+        folder.mkdir()
+        for path in names:
+            shutil.copy(path, folder / path.name)
+    jobs = planned_jobs(workdir_with_config(tmp_path / "run"), "--config", f"queries={queries}",
+                        f"references={references}", f"results={tmp_path / 'out'}", "shard_size=1")
+    assert jobs["make_calibration"] == 1 and jobs["sift"] > 8 and sum(jobs.values()) < 300, jobs
 
 
 def test_duplicate_ids_stop_the_run_before_any_job(tmp_path, user_sets):

@@ -1,56 +1,47 @@
-"""``d2lv bench scale``: how the pipeline's costs grow with the number of shards and of references.
+"""``d2lv bench scale``: how accuracy and costs change as the collection grows.
 
-One fixed benchmark (queries and their references, made by ``bench make`` from part of a photo pool:
-see ``d2lv bench scale``), run at several settings:
-
-* ``base``: the references at ``shard_size``;
-* ``shards x4``: the same references cut into four times as many shards (the queries keep theirs:
-  ``query_shard_size``);
-* ``refs x2``, ``refs x4``: the references plus distractors, photos of the rest of the pool that no
-  query was made from, at ``shard_size``.
-
-Each setting is a full workflow run; its Snakemake ``benchmark:`` files give the job-seconds of the
-query side (every job of the ``queries`` set and its crops) and of the reference side (every job of
-the ``references`` set, and the local index's training and merge and the whitening). The detector is
-trained once, in the first setting, and reused: model fitting is not what this measures.
+One fixed benchmark (its queries and references, from ``bench make``) is run at several collection
+sizes, e.g. 1,000, 5,000 and 20,000 references: its own references plus distractors, new pictures no
+query copies (:mod:`d2lv.synth.distractors`, or a folder of the user's). Each setting is a full
+workflow run at the default configuration (plus the config files given); its Snakemake
+``benchmark:`` files give the job-seconds of the query side (every job of the ``queries`` set and its
+crops) and of the reference side (every job of the ``references`` set, and the collection-wide index
+and whitening jobs). The merge's calibration is in neither: it is model fitting, the same at every size.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from d2lv import workflow
 from d2lv.bench.systems import read_stage_timings
-from d2lv.io import isc
+from d2lv.detect.views import query_of
+from d2lv.io import isc, tables
 from d2lv.io.isc import GROUND_TRUTH_FILE, QUERY_DIR, REFERENCE_DIR
-from d2lv.local.index import index_bytes
+from d2lv.local.params import RecallParams
 
 QUERY_SETS = ("queries", "queries_crops")
 #: Reference-side rules that run once for the whole collection (not per shard of a set).
 COLLECTION_RULES = ("local_train", "local_add", "local_merge", "descriptor_whitening")
+_TRAINED = re.compile(r"trained (\d+) lists on (\d+) descriptors")
 
 
 @dataclass(frozen=True)
 class Setting:
-    name: str
-    shard_size: int  # of the references; the queries keep the base setting's (query_shard_size)
-    n_distractors: int
+    references: int  # the benchmark's own and distractors
+    shard_size: int
 
-
-def settings(shard_size: int, n_references: int, n_pool: int) -> list[Setting]:
-    """The four settings, as far as the distractor pool goes (x4 needs three times the references)."""
-    chosen = [Setting("base", shard_size, 0), Setting("shards x4", max(1, shard_size // 4), 0)]
-    for factor in (2, 4):
-        if (factor - 1) * n_references <= n_pool:
-            chosen.append(Setting(f"refs x{factor}", shard_size, (factor - 1) * n_references))
-    return chosen
+    @property
+    def name(self) -> str:
+        return f"{self.references} references"
 
 
 def link_folder(folder: Path, files: Sequence[Path]) -> None:
@@ -63,57 +54,93 @@ def link_folder(folder: Path, files: Sequence[Path]) -> None:
 
 
 def prepare(bench: Path, distractors: Sequence[Path], setting: Setting, out: Path) -> Path:
-    """The setting's reference folder: the benchmark's references and its share of the distractors."""
-    references = out / setting.name.replace(" ", "_") / "references"
-    link_folder(references, sorted((bench / REFERENCE_DIR).iterdir()))
-    link_folder(references / "distractors", distractors[: setting.n_distractors])
+    """The setting's reference folder: the benchmark's references and as many distractors as it needs."""
+    own = sorted((bench / REFERENCE_DIR).iterdir())
+    if setting.references > len(own) + len(distractors):
+        raise ValueError(f"{setting.name}: {len(own)} references and {len(distractors)} distractors are too few")
+    references = out / f"{setting.references}-references" / "references"
+    link_folder(references, own)
+    link_folder(references / "distractors", distractors[: setting.references - len(own)])
     return references
 
 
+def _command(bench: Path, references: Path, setting: Setting, results: Path, cores: str,
+             configfiles: Sequence[str], dry_run: bool = False) -> list[str]:
+    return workflow.snakemake_command(
+        "all", cores=cores, configfiles=list(configfiles), queries=bench / QUERY_DIR, references=references,
+        results=results, ground_truth=bench / GROUND_TRUTH_FILE, shard_size=setting.shard_size, dry_run=dry_run)
+
+
 def run_setting(bench: Path, references: Path, setting: Setting, results: Path, cores: str,
-                configfiles: Sequence[str], detector: Path | None, query_shard_size: int) -> None:
-    """One full workflow run of ``setting`` into ``results`` (with the detector weights of an earlier one).
-
-    The models fitted on the references learn from every reference shard (``fit_images``), so that each
-    setting fits them on its whole collection whatever the number of shards.
-    """
-    n_references = len(workflow.list_set(references, "references", None).images)  # as the workflow plans
-    overlay = {"fit_images": max(n_references, 1), **({"detect": {"weights": str(detector)}} if detector else {})}
-    overlay_file = results.parent / "overlay.yaml"
-    overlay_file.write_text(yaml.safe_dump(overlay))
-    command = workflow.snakemake_command(
-        "all", cores=cores, configfiles=[*configfiles, str(overlay_file)], queries=bench / QUERY_DIR,
-        references=references, results=results, ground_truth=bench / GROUND_TRUTH_FILE,
-        shard_size=setting.shard_size, query_shard_size=query_shard_size)
-    subprocess.run(command, cwd=workflow.repository_root(), check=True)
+                configfiles: Sequence[str]) -> dict[str, float]:
+    """Plan (``snakemake -n -q``), then run, ``setting`` into ``results``: wall seconds of each."""
+    timed = {}
+    for name, dry_run in (("planning_seconds", True), ("wall_seconds", False)):
+        start = time.perf_counter()
+        subprocess.run(_command(bench, references, setting, results, cores, configfiles, dry_run),
+                       cwd=workflow.repository_root(), check=True, stdout=subprocess.DEVNULL if dry_run else None)
+        timed[name] = time.perf_counter() - start
+    return timed
 
 
-def measure(results: Path, setting: Setting, n_queries: int, n_references: int) -> dict[str, object]:
-    """One row of the scale table, from a finished run's benchmark files and metrics."""
+def candidate_recall(results: Path, ground_truth: pd.DataFrame) -> float:
+    """Share of copy queries whose true reference is among the local recall's candidates of either query view
+    (the whole query, its crops): what local verification gets to see."""
+    found = set()
+    for view in QUERY_SETS:
+        folder = results / "work" / "local" / view / "candidates"
+        if folder.is_dir():
+            pairs = tables.read_pair_keys(sorted(folder.glob("*.parquet")))
+            found |= set(zip(pairs.query_id.map(query_of), pairs.reference_id))
+    copies = ground_truth[ground_truth.reference_id != ""]
+    if copies.empty:
+        return float("nan")
+    return sum((q, r) in found for q, r in zip(copies.query_id, copies.reference_id)) / len(copies)
+
+
+def index_shape(results: Path) -> dict[str, int]:
+    """The local index's descriptors, inverted lists and training sample, from the training job's log."""
+    import faiss
+
+    from d2lv.local.index import index_bytes, read_index
+
+    path = results / "work" / "local" / "index" / "merged.faiss"
+    ivf = faiss.extract_index_ivf(read_index(path))
+    trained = _TRAINED.search((results / "logs" / "local_train.log").read_text())
+    return {"index_descriptors": int(ivf.ntotal), "index_lists": int(ivf.nlist),
+            "training_sample": int(trained.group(2)) if trained else 0, "index_bytes": index_bytes(path)}
+
+
+def measure(results: Path, setting: Setting, n_queries: int, ground_truth: pd.DataFrame) -> dict[str, object]:
+    """One row of the scale table, from a finished run's benchmark files, metrics and index."""
     timings = read_stage_timings(results / "benchmarks").set_index("rule")
-    sets = np.array([rule.partition("/")[2] for rule in timings.index])
-    query_side = timings.seconds[np.isin(sets, QUERY_SETS)].sum()
+    sets = pd.Series([rule.partition("/")[2] for rule in timings.index], index=timings.index)
+    query_side = timings.seconds[sets.isin(QUERY_SETS)].sum()
     reference_side = timings.seconds[(sets == "references") | timings.index.isin(COLLECTION_RULES)].sum()
     metrics = pd.read_json(results / "metrics.json", typ="series")
+    shape = index_shape(results)
     return {
-        "setting": setting.name, "references": n_references, "shard_size": setting.shard_size,
+        "setting": setting.name, "references": setting.references, "shard_size": setting.shard_size,
         "reference_shards": sum(1 for _ in (results / "work" / "manifests" / "references").glob("*.parquet")),
         "query_seconds_per_query": query_side / n_queries,
-        "reference_seconds_per_reference": reference_side / n_references,
-        "index_bytes_per_reference": index_bytes(results / "work" / "local" / "index" / "merged.faiss")
-        / n_references,
-        "peak_rss_mb": timings.max_rss_mb.max(),
+        "reference_seconds_per_reference": reference_side / setting.references,
+        "local_candidate_recall": candidate_recall(results, ground_truth),
         "micro_ap": metrics.micro_ap, "recall_at_p90": metrics.recall_at_p90,
+        "index_bytes_per_reference": shape.pop("index_bytes") / setting.references, **shape,
+        "peak_rss_mb": timings.max_rss_mb.max(),
     }
 
 
 def scale_report(table: pd.DataFrame, out: Path) -> None:
-    """``scale.md`` (the table, with ratios to ``base``), ``scale.parquet`` and the log-log ``scale.png``."""
+    """``scale.md`` (the table, with ratios to the smallest setting), ``scale.parquet`` and the log-log plot."""
     from d2lv.bench.markdown import markdown_table
 
     base = table.iloc[0]
-    table = table.assign(query_cost_vs_base=table.query_seconds_per_query / base.query_seconds_per_query,
-                         micro_ap_vs_base=table.micro_ap - base.micro_ap)
+    table = table.assign(
+        query_cost_vs_first=table.query_seconds_per_query / base.query_seconds_per_query,
+        reference_cost_vs_first=table.reference_seconds_per_reference / base.reference_seconds_per_reference,
+        micro_ap_vs_first=table.micro_ap - base.micro_ap,
+        candidate_recall_vs_first=table.local_candidate_recall - base.local_candidate_recall)
     table.to_parquet(out / "scale.parquet", index=False)
     (out / "scale.md").write_text(markdown_table(table) + "\n\n![cost growth](scale.png)\n")
     _plot(table, out / "scale.png")
@@ -125,34 +152,42 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grown = table[table.setting != "shards x4"]
-    sharded = table[table.setting == "shards x4"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for column, label in [("query_seconds_per_query", "query side, s per query"),
-                          ("reference_seconds_per_reference", "reference side, s per reference")]:
-        line, = ax.loglog(grown.references, grown[column], "o-", label=f"{label}, more references")
-        ax.loglog(sharded.references, sharded[column], "x", color=line.get_color(), markersize=10,
-                  label=f"{label}, 4x shards")
-    ax.set(xlabel="references", ylabel="job-seconds", title="Cost growth (d2lv bench scale)")
+    for column, label in [("query_seconds_per_query", "query side, job-s per query"),
+                          ("reference_seconds_per_reference", "reference side, job-s per reference")]:
+        ax.loglog(table.references, table[column], "o-", label=label)
+    ax.loglog(table.references, table.wall_seconds / table.references, "s--", label="wall s per reference")
+    ax.set(xlabel="references", ylabel="seconds", title="Cost against collection size (d2lv bench scale)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def run_scale(bench: Path, distractors: Sequence[Path], out: Path, shard_size: int, cores: str,
-              configfiles: Sequence[str]) -> pd.DataFrame:
-    """Run every setting of the benchmark folder ``bench`` (from ``bench make``) and write the report."""
+def run_scale(bench: Path, distractors: Sequence[Path], out: Path, sizes: Sequence[int], shard_size: int,
+              cores: str, configfiles: Sequence[str]) -> pd.DataFrame:
+    """Run the benchmark folder ``bench`` at each collection size of ``sizes`` and write the report."""
     out.mkdir(parents=True, exist_ok=True)
-    n_queries = len(isc.read_id_csv(bench / GROUND_TRUTH_FILE))
-    n_references = sum(1 for _ in (bench / REFERENCE_DIR).iterdir())
-    rows, detector = [], None
-    for setting in settings(shard_size, n_references, len(distractors)):
+    ground_truth = isc.read_ground_truth(bench / GROUND_TRUTH_FILE)
+    rows = []
+    for setting in (Setting(n, shard_size) for n in sorted(sizes)):
         references = prepare(bench, distractors, setting, out)
         results = references.parent / "results"
-        run_setting(bench, references, setting, results, cores, configfiles, detector, shard_size)
-        detector = detector or results / "work" / "detect" / "detector.pt"
-        rows.append(measure(results, setting, n_queries, n_references + setting.n_distractors))
-    table = pd.DataFrame(rows)
-    scale_report(table, out)
-    return table
+        timed = run_setting(bench, references, setting, results, cores, configfiles)
+        rows.append({**measure(results, setting, len(ground_truth), ground_truth), **timed,
+                     "nprobe": RecallParams.from_config(_layered_config(configfiles)).nprobe})
+        scale_report(pd.DataFrame(rows), out)
+    return pd.DataFrame(rows)
+
+
+def _layered_config(configfiles: Sequence[str]) -> dict:
+    """config.yaml with ``configfiles`` layered over it, key by key (as Snakemake layers them)."""
+    config = yaml.safe_load((workflow.repository_root() / "config.yaml").read_text())
+    for path in configfiles:
+        config = _layer(config, yaml.safe_load(Path(path).read_text()) or {})
+    return config
+
+
+def _layer(base: dict, overlay: dict) -> dict:
+    return {**base, **{key: _layer(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
+                       else value for key, value in overlay.items()}}

@@ -47,17 +47,18 @@ def _bench_run(args: argparse.Namespace) -> None:
 
 def _bench_scale(args: argparse.Namespace) -> None:
     from d2lv.bench import scale
-    from d2lv.synth import benchmark
+    from d2lv.io.images import find_images
+    from d2lv.synth import distractors
 
-    out = Path(args.out)
-    bench = out / "bench"
-    bench_photos, distractors = benchmark.split_pool(args.sources, args.references + args.noncopies * 2, args.seed)
-    if not (bench / "ground_truth.csv").exists():
-        sources = out / "bench-sources"  # the benchmark's share of the photos, as a folder
-        scale.link_folder(sources, bench_photos)
-        benchmark.make_bench(sources, bench, n_references=args.references, n_copies=args.copies,
-                             n_noncopies=args.noncopies, n_hard_negatives=0, seed=args.seed, progress=not args.quiet)
-    table = scale.run_scale(bench, distractors, out, args.shard_size, args.cores, args.configfile)
+    bench, out = Path(args.bench), Path(args.out)
+    needed = max(args.references) - sum(1 for _ in (bench / "references").iterdir())
+    if args.distractors:
+        made = list(find_images(args.distractors))
+    else:
+        photos = [path for folder in args.distractor_photos for path in find_images(folder)]
+        made = distractors.make_distractors(photos, out / "distractors", max(0, needed), seed=args.seed,
+                                            workers=args.workers, progress=not args.quiet)
+    table = scale.run_scale(bench, made, out, args.references, args.shard_size, args.cores, args.configfile)
     print(table.to_string(index=False), file=sys.stderr)
 
 
@@ -163,19 +164,22 @@ def _add_run(steps: Subparsers) -> None:
 
 
 def _add_scale(steps: Subparsers) -> None:
-    p = add_command(steps, "scale", _bench_scale, "cost growth: one benchmark at 4x more shards and with 2x, 4x "
-                    "more references (distractors from the rest of the photos)")
-    p.add_argument("sources", nargs="+", help="folders of photos: a seeded part makes the benchmark, the rest "
-                   "are distractors (no query is made from them)")
-    p.add_argument("-o", "--out", required=True, help="folder for the benchmark, each setting's run, and "
+    p = add_command(steps, "scale", _bench_scale, "accuracy and cost as the collection grows: one benchmark run "
+                    "with its references plus distractors, at each collection size")
+    p.add_argument("bench", help="benchmark folder (d2lv bench make): its queries, references and ground truth")
+    p.add_argument("-o", "--out", required=True, help="folder for the distractors, each setting's run, and "
                    "scale.md, scale.parquet, scale.png")
-    p.add_argument("--references", type=int, default=150)
-    p.add_argument("--copies", type=int, default=150, help="edited copies of distinct references")
-    p.add_argument("--noncopies", type=int, default=150, help="edited photos that are not references")
-    p.add_argument("--shard-size", type=int, default=64, help="of the base setting (shards x4: a quarter of it)")
+    p.add_argument("--references", type=int, nargs="+", default=[1000, 5000, 20000],
+                   help="collection sizes: the benchmark's references plus distractors up to each")
+    sources = p.add_mutually_exclusive_group(required=True)
+    sources.add_argument("--distractor-photos", nargs="+", help="folders of photos no benchmark draws from (the "
+                         "training split: ukbench/, bsds500/train/), made into collages (d2lv.synth.distractors)")
+    sources.add_argument("--distractors", help="a folder of your own distractor images, used as they are")
+    p.add_argument("--shard-size", type=int, default=2500, help="reference images per shard at every size")
+    p.add_argument("--workers", type=int, default=2, help="processes drawing the distractors")
     p.add_argument("--cores", default="all", help="Snakemake --cores")
     p.add_argument("--configfile", nargs="*", default=[], help="YAML files layered over config.yaml")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the distractors")
 
 
 def _add_pdq(steps: Subparsers) -> None:

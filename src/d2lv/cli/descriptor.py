@@ -1,7 +1,7 @@
 """Subcommands of the global branch: CNN descriptors, their training (fine-tuning, copy head), whitening,
 search and export.
 
-``descriptor-whitening``, ``descriptor-search`` and ``descriptor-export`` read and
+``descriptor-whitening``, ``descriptor-whiten``, ``descriptor-search`` and ``descriptor-export`` read and
 write descriptor files only: they import neither torch nor timm, so they start in a fraction
 of the time of ``descriptor-extract`` and ``train-descriptor``.
 """
@@ -160,6 +160,14 @@ def _descriptor_whitening(args: argparse.Namespace) -> None:
     whitening.write_whitening(args.out, fitted, len(vectors))
 
 
+def _descriptor_whiten(args: argparse.Namespace) -> None:
+    from d2lv.descriptor import store, whitening
+
+    fitted = whitening.read_whitening(args.whitening)
+    n = store.transform_shard(args.descriptors, args.out, fitted.apply)
+    print(f"{n} descriptors whitened to {fitted.dim} dimensions", file=sys.stderr)
+
+
 def _descriptor_search(args: argparse.Namespace) -> None:
     from d2lv.descriptor import search, store, whitening
     from d2lv.detect import views
@@ -189,8 +197,8 @@ def _descriptor_search(args: argparse.Namespace) -> None:
 def _descriptor_export(args: argparse.Namespace) -> None:
     from d2lv.descriptor import store, whitening
 
-    fitted = whitening.read_whitening(args.whitening)
-    store.combine_isc(args.out, args.queries, args.references, transform=fitted.apply)
+    transform = whitening.read_whitening(args.whitening).apply if args.whitening else None
+    store.combine_isc(args.out, args.queries, args.references, transform=transform)
 
 
 def _add_extract(sub: Subparsers) -> None:
@@ -270,11 +278,18 @@ def register(sub: Subparsers) -> None:
     p.add_argument("-o", "--out", required=True, help="whitening .h5")
     WhiteningParams.add_arguments(p)
 
+    p = add_command(sub, "descriptor-whiten", _descriptor_whiten,
+                    "whiten one descriptor shard (and its regions) once, for every search and the export to read")
+    p.add_argument("descriptors", help="descriptor shard .h5 (descriptor-extract)")
+    p.add_argument("--whitening", required=True, help="whitening .h5 (descriptor-whitening)")
+    p.add_argument("-o", "--out", required=True, help="whitened descriptor shard .h5")
+
     _add_search(sub)
 
     p = add_command(sub, "descriptor-export", _descriptor_export,
-                    "whitened descriptors of both sets in the ISC 2021 h5 layout")
+                    "descriptors of both sets in the ISC 2021 h5 layout")
     p.add_argument("--queries", nargs="+", required=True, help="query descriptors .h5")
     p.add_argument("--references", nargs="+", required=True, help="reference descriptors .h5")
-    p.add_argument("--whitening", required=True, help="whitening .h5")
+    p.add_argument("--whitening", help="whitening .h5 applied to both sides (default: descriptors as they are, "
+                   "e.g. whitened by descriptor-whiten)")
     p.add_argument("-o", "--out", required=True, help="ISC descriptor .h5")

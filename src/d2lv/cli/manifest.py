@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -21,11 +23,15 @@ LISTED_REFUSALS = 20
 def _manifest(args: argparse.Namespace) -> None:
     from d2lv.io import manifest, tables
 
-    paths = manifest.shard_paths(args.root, args.shard, args.num_shards)
+    missing = [path for path in args.inputs if not os.path.exists(path)]
+    if missing:  # a typo on the command line; a listed file that vanished since is recorded as unusable instead
+        raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
+    listed = Path(args.files_from).read_text().splitlines() if args.files_from else []
+    paths = manifest.shard_paths([*args.inputs, *listed], args.shard, args.num_shards)
     frame = manifest.build_manifest(paths, args.max_pixels, progress=not args.quiet)
     tables.write_table(frame, args.out, tables.MANIFEST)
     skipped = (frame.status != "ok").sum()
-    print(f"{len(frame)} images in shard {args.shard}/{args.num_shards}, {skipped} skipped", file=sys.stderr)
+    print(f"{len(frame)} images in shard {args.shard} of {args.num_shards}, {skipped} skipped", file=sys.stderr)
 
 
 def _skipped(args: argparse.Namespace) -> None:
@@ -68,11 +74,13 @@ def _check_references(args: argparse.Namespace) -> None:
 
 
 def register(sub: Subparsers) -> None:
-    p = add_command(sub, "manifest", _manifest, "scan a folder of images, decode each, write a Parquet manifest")
-    p.add_argument("root", help="folder searched recursively for images")
+    p = add_command(sub, "manifest", _manifest, "decode images (files, or folders searched recursively), write a "
+                    "Parquet manifest of their sizes or why each is unusable")
+    p.add_argument("inputs", nargs="*", help="image files and folders (none: an empty manifest)")
+    p.add_argument("--files-from", help="a file naming image files, one per line (the workflow's shard list)")
     p.add_argument("-o", "--out", required=True, help="manifest .parquet")
-    p.add_argument("--shard", type=int, default=0, help="keep only this shard (0-based)")
-    p.add_argument("--num-shards", type=int, default=1, help="number of shards the folder is split into")
+    p.add_argument("--shard", type=int, default=0, help="keep only this shard of the inputs (0-based)")
+    p.add_argument("--num-shards", type=int, default=1, help="number of shards the inputs are split into")
     DecodeParams.add_arguments(p)
 
     p = add_command(sub, "skipped", _skipped, "list inputs that were skipped, with the reason, as CSV")

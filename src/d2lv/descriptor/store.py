@@ -81,6 +81,22 @@ def _read(paths: hdf5.PathOrPaths, name: str, required: bool) -> tuple[list[str]
     return ids, hdf5.concatenate(arrays, (0, 0), np.float32)
 
 
+def transform_shard(path: str | os.PathLike, out: str | os.PathLike,
+                    transform: Callable[[np.ndarray], np.ndarray]) -> int:
+    """Write shard ``path`` to ``out`` with its descriptors (and regions) mapped through ``transform`` (e.g. a
+    whitening), keeping ids and attributes; returns the number of descriptors."""
+    with h5py.File(path, "r") as h5:
+        present = [name for name in SETS if name in h5]
+        attrs = dict(h5.attrs)
+    if len(present) != 1:
+        raise InputError(f"{path} is not a one-set descriptor shard (it holds {present or 'no set'})")
+    ids, descriptors = read_descriptors(path, present[0])
+    region_ids, regions = read_regions(path)
+    write_descriptor_shard(out, present[0], ids, transform(descriptors), attrs,
+                           (region_ids, transform(regions)) if region_ids else None)
+    return len(ids)
+
+
 def read_attrs(path: str | os.PathLike) -> dict[str, object]:
     with h5py.File(path, "r") as h5:
         return dict(h5.attrs)

@@ -35,3 +35,17 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_if_changed(path: str | os.PathLike, text: str) -> bool:
+    """Write ``text`` to ``path`` (atomically, creating its folder) unless it holds that text already, so that
+    its modification time says when its content last changed; returns whether it wrote."""
+    path = Path(path)
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as partial:
+        partial.write_text(text)
+    return True

@@ -65,11 +65,12 @@ class FolderListing:
     """Every entry under an input folder: the files d2lv decodes, and the rest with the reason.
 
     Nothing under the folder goes unaccounted for: ``refused`` names each file that is not
-    decoded and each folder that is not searched, so that ``skipped.csv`` can list it.
+    decoded and each folder that is not searched, so that ``skipped.csv`` can list it. Paths are
+    strings: the workflow lists the whole collection when it is parsed, and a million Paths cost seconds.
     """
 
-    images: list[Path]
-    refused: list[tuple[Path, str]]
+    images: list[str]
+    refused: list[tuple[str, str]]
 
 
 def refusal_reason(name: str) -> str:
@@ -93,8 +94,9 @@ def _folder_refusal(path: str) -> str:
     return ""
 
 
-def _path_order(path: str) -> list[str]:
-    return path.split(os.sep)
+def _path_order(path: str) -> str:
+    """Sorts as :class:`pathlib.Path` does, part by part: the separator sorts before any character of a name."""
+    return path.replace(os.sep, "\0")
 
 
 def list_folder(root: str | os.PathLike) -> FolderListing:
@@ -127,16 +129,16 @@ def list_folder(root: str | os.PathLike) -> FolderListing:
             else:
                 images.append(os.path.join(dirpath, name))
     # One global sort, in path order (part by part, as Path sorts): a walk yields a folder's files before
-    # its subfolders, which is not path order (root/b.jpg would precede root/a/c.jpg). Strings, not
-    # Paths, until the end: at a million files pathlib's parsing is most of the cost.
+    # its subfolders, which is not path order (root/b.jpg would precede root/a/c.jpg).
     images.sort(key=_path_order)
     refused.sort(key=lambda entry: _path_order(entry[0]))
-    return FolderListing([Path(p) for p in images], [(Path(p), reason) for p, reason in refused])
+    return FolderListing(images, refused)
 
 
 def find_images(root: str | os.PathLike) -> Iterator[Path]:
     """Yield the image files under ``root`` (recursively, sorted); :func:`list_folder` says why the rest is not."""
-    yield from list_folder(root).images
+    for path in list_folder(root).images:
+        yield Path(path)
 
 
 def reason_counts(reasons: Iterable[str]) -> str:
@@ -150,8 +152,11 @@ def reason_counts(reasons: Iterable[str]) -> str:
 
 
 def image_id(path: str | os.PathLike) -> str:
-    """The id of an image is its file stem."""
-    return (path if isinstance(path, Path) else Path(path)).stem
+    """The id of an image is its file stem (as :attr:`pathlib.PurePath.stem`, without making a Path: planning
+    takes the id of every file of the collection)."""
+    name = os.path.basename(path)
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def _open_checked(path: Path, max_pixels: int) -> Image.Image:

@@ -95,9 +95,15 @@ def build_manifest(
     return pd.DataFrame(rows)
 
 
-def shard_paths(root: str | os.PathLike, shard: int, n_shards: int) -> list[Path]:
-    """Images under ``root`` that belong to shard ``shard`` of ``n_shards``."""
-    paths = list(find_images(root))
+def shard_paths(inputs: str | os.PathLike | Sequence[str | os.PathLike], shard: int = 0,
+                n_shards: int = 1) -> list[Path]:
+    """The images of ``inputs`` (image files, and folders searched recursively) in shard ``shard`` of ``n_shards``.
+
+    The workflow passes a shard's files, planned when the Snakefile was parsed, so that no job lists the
+    collection's folder again (at a million references that walk would cost more than the shard's decoding).
+    """
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
+    paths = [image for item in inputs for image in (find_images(item) if os.path.isdir(item) else [Path(item)])]
     check_unique_ids(paths)
     return [p for p in paths if shard_of(image_id(p), n_shards) == shard]
 

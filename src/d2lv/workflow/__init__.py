@@ -9,10 +9,10 @@ cluster job parses the Snakefile again.
 from d2lv.workflow.bench import BENCH_STEPS, UnknownStepError, bench_report_options, bench_systems, check_steps
 from d2lv.workflow.commands import flags, path_option, repository_root, snakemake_command
 from d2lv.workflow.plan import Plan, trained_descriptor, trained_detector
-from d2lv.workflow.sets import EmptySetError, fit_shards, list_set, shard_plan, trackable, untracked_stamps
+from d2lv.workflow.sets import EmptySetError, fit_shards, list_set, shard_plan
 
 __all__ = [
     "BENCH_STEPS", "EmptySetError", "Plan", "UnknownStepError", "bench_report_options", "bench_systems",
     "check_steps", "fit_shards", "flags", "list_set", "path_option", "repository_root", "shard_plan",
-    "snakemake_command", "trackable", "trained_descriptor", "trained_detector", "untracked_stamps",
+    "snakemake_command", "trained_descriptor", "trained_detector",
 ]

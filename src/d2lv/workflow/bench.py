@@ -26,10 +26,10 @@ BENCH_STEPS = {
     "local": f"{_LOCAL_STEPS},verify/queries",
     "crop": f"manifest,sift,train_detector,detect/queries,{_INDEX_STEPS},local_recall/queries_crops,"
             "verify/queries_crops",
-    "global": "manifest,descriptor_extract,descriptor_whitening,descriptor_search/queries",
+    "global": "manifest,descriptor_extract,descriptor_whitening,descriptor_whiten,descriptor_search/queries",
     "hash": f"{_HASH_STEPS},pdq_hash/queries_crops,train_detector,detect/queries,pdq_search/queries",
     "merged": f"manifest,sift,{_INDEX_STEPS},local_recall,verify,descriptor_extract,descriptor_whitening,"
-    "descriptor_search,pdq_hash,pdq_search,train_detector,detect,make_calibration,fit_merge,matches",
+    "descriptor_whiten,descriptor_search,pdq_hash,pdq_search,train_detector,detect,make_calibration,fit_merge,matches",
 }
 
 

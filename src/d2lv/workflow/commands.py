@@ -13,7 +13,7 @@ from d2lv.options import Options
 
 def repository_root() -> Path:
     """The checkout holding the Snakefile (d2lv is installed editable from it)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / "Snakefile").is_file():
         raise FileNotFoundError(
             f"no Snakefile next to the installed d2lv package (looked in {root}); run `snakemake` "
@@ -23,8 +23,9 @@ def repository_root() -> Path:
 
 
 def snakemake_command(target: str, cores: str | int, extra_config: list[str] | None = None,
-                      configfiles: list[str] | None = None, **config: object) -> list[str]:
-    """The Snakemake command line that builds ``target`` with the given config keys.
+                      configfiles: list[str] | None = None, dry_run: bool = False, **config: object) -> list[str]:
+    """The Snakemake command line that builds ``target`` with the given config keys (only plans it, quietly,
+    with ``dry_run``).
 
     ``configfiles`` are layered over config.yaml first (nested keys are set there), then
     ``config`` and ``extra_config`` (``KEY=VALUE``) override top-level keys.
@@ -32,7 +33,8 @@ def snakemake_command(target: str, cores: str | int, extra_config: list[str] | N
     pairs = [f"{key}={value}" for key, value in config.items()] + list(extra_config or [])
     files = [str(Path(f).resolve()) for f in configfiles or []]
     return [sys.executable, "-m", "snakemake", "-s", str(repository_root() / "Snakefile"), target,
-            "--cores", str(cores), *(["--configfile", *files] if files else []), "--config", *pairs]
+            "--cores", str(cores), *(["--dry-run", "--quiet"] if dry_run else []),
+            *(["--configfile", *files] if files else []), "--config", *pairs]
 
 
 def flags(config: Mapping, *groups: type[Options]) -> str:

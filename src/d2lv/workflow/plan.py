@@ -8,6 +8,8 @@ each of its *views*: the whole queries, and their crops to the detected copy reg
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +19,12 @@ from d2lv.configuration import RunParams
 from d2lv.descriptor.params import CheckpointParams, DescriptorStageParams, HeadParams
 from d2lv.detect.params import DetectStageParams, TrainingParams, detector_weights
 from d2lv.io import isc
+from d2lv.io.atomic import write_if_changed
 from d2lv.io.images import FolderListing
 from d2lv.merge.params import CalibrationParams, MergeParams
 from d2lv.pdq.params import PdqStageParams
 from d2lv.synth import demo, layout
-from d2lv.workflow.sets import fit_shards, list_set, shard_plan, trackable, untracked_stamps
+from d2lv.workflow.sets import fit_shards, is_demo_set, list_set, shard_plan
 
 #: The user's query set, and the crops view's suffix.
 QUERIES = "queries"
@@ -46,6 +49,8 @@ class Plan:
     fit_shards: tuple[str, ...]
     #: the sets make_calibration writes (empty unless the merge is calibrated)
     made_sets: tuple[str, ...]
+    #: set -> a file of the rule that writes its images (make_calibration's, the demo's), for planned sets
+    planned_by: dict[str, str]
     merge_mode: str
     detect: bool
     descriptor: bool
@@ -78,6 +83,9 @@ class Plan:
         made = _calibration_sets(f"{run.results}/work/calibration", CalibrationParams.from_config(config),
                                  run.calibration_shard_size) if merge_mode == "calibrated" else {}
         folders.update({name: folder for name, (folder, _) in made.items()})
+        planned_by = {name: f"{run.demo_dir}/{isc.GROUND_TRUTH_FILE}" for name, folder in folders.items()
+                      if is_demo_set(folder, name, demo_dir)}
+        planned_by.update({name: f"{run.results}/work/calibration/{isc.GROUND_TRUTH_FILE}" for name in made})
         shards.update({name: plan for name, (_, plan) in made.items()})
         query_sets = (QUERIES, *(name for name in made if name == "calibration"))
         detect = DetectStageParams.from_config(config).enabled
@@ -86,7 +94,7 @@ class Plan:
         return cls(
             results=run.results, folders=folders, listings=listings, shards=shards, query_sets=query_sets,
             views=views, fit_shards=tuple(fit_shards(shards["references"], run.fit_images)),
-            made_sets=tuple(made), merge_mode=merge_mode, detect=detect,
+            made_sets=tuple(made), planned_by=planned_by, merge_mode=merge_mode, detect=detect,
             descriptor=descriptor.enabled, pdq=PdqStageParams.from_config(config).enabled,
             ground_truth=run.ground_truth or _demo_file(run, isc.GROUND_TRUTH_FILE),
             categories=run.categories or _demo_file(run, isc.CATEGORIES_FILE), demo_dir=run.demo_dir,
@@ -123,15 +131,34 @@ class Plan:
 
     # ------------------------------------------------------------------ a shard's images
 
-    def shard_images(self, set_name: str, shard: str) -> list[str]:
-        """One shard's images that Snakemake can track as inputs (the others: :meth:`untracked_images`); a
-        shard of a set that make_calibration writes also waits for it (even when empty)."""
-        images = trackable(self.shards[set_name][shard])
-        return [*images, f"{self.calibration_dir}/ground_truth.csv"] if set_name in self.made_sets else images
+    def shard_list(self, set_name: str, shard: str) -> str:
+        """The file that names one shard's images, a line each (:meth:`write_shard_lists`)."""
+        return f"{self.work}/shards/{set_name}/{shard}.txt"
 
-    def untracked_images(self, set_name: str, shard: str) -> list[str]:
-        """Size and time of the shard's images whose names Snakemake would read as wildcards (``a{b}.jpg``)."""
-        return untracked_stamps(self.shards[set_name][shard])
+    def write_shard_lists(self) -> None:
+        """Write each set's shard lists where they changed, so that a manifest job reads its shard's files
+        from there (it never lists the folder) and the list's time changes only with the shard's members."""
+        for set_name in self.folders:
+            for shard, paths in self.shards[set_name].items():
+                write_if_changed(Path(self.shard_list(set_name, shard)), "".join(f"{path}\n" for path in paths))
+
+    def shard_stamp(self, set_name: str, shard: str) -> str:
+        """A digest of the size and time of each of the shard's images: as a rule's param, an image changed in
+        place reruns its shard as a changed input would (images are no Snakemake inputs: at a million
+        references Snakemake's own check of each input costs minutes). Empty for a set a rule writes, which
+        its shards wait for instead (:meth:`made_by`)."""
+        if set_name in self.planned_by:
+            return ""
+        digest = hashlib.sha1()
+        for path in self.shards[set_name][shard]:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+    def made_by(self, set_name: str) -> list[str]:
+        """What a shard of ``set_name`` waits for besides its list: the output of the rule that writes its
+        images (make_calibration, demo), even when the shard is empty."""
+        return [self.planned_by[set_name]] if set_name in self.planned_by else []
 
     def made_images(self) -> list[str]:
         """Every image make_calibration writes."""

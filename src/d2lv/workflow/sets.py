@@ -10,8 +10,6 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from snakemake.io import contains_wildcard
-
 from d2lv.errors import D2lvError
 from d2lv.io.images import IMAGE_EXTENSIONS, FolderListing, list_folder, reason_counts
 from d2lv.io.manifest import plan_shards
@@ -41,10 +39,15 @@ def _require_images(listing: FolderListing, folder: str | os.PathLike, set_name:
     )
 
 
+def is_demo_set(folder: str | os.PathLike, set_name: str, demo_dir: str | os.PathLike | None) -> bool:
+    """Whether ``folder`` is the demo's ``set_name`` folder, whose files rule demo writes."""
+    return bool(demo_dir) and _same_path(folder, Path(demo_dir) / set_name)
+
+
 def list_set(folder: str | os.PathLike, set_name: str, demo_dir: str | os.PathLike | None) -> FolderListing:
     """Every file of a set, found on disk or planned by the demo builder; fails when the set has no image file."""
-    if demo_dir is not None and _same_path(folder, Path(demo_dir) / set_name):
-        return FolderListing(demo.planned_demo_files(Path(demo_dir))[set_name], [])
+    if is_demo_set(folder, set_name, demo_dir):
+        return FolderListing([str(path) for path in demo.planned_demo_files(Path(demo_dir))[set_name]], [])
     if not Path(folder).is_dir():
         raise FileNotFoundError(
             f"{set_name} folder {str(folder)!r} does not exist; set it with "
@@ -72,28 +75,3 @@ def fit_shards(plan: Mapping[str, Sequence[str]], min_images: int) -> list[str]:
         chosen.append(name)
         held += len(images)
     return chosen
-
-
-def trackable(paths: Sequence[str]) -> list[str]:
-    """The ``paths`` that a rule can take as Snakemake inputs.
-
-    Snakemake reads ``{name}`` in an input path as a wildcard, and an input function's paths
-    cannot escape it (``{{name}}`` is read as a wildcard too), so an image named ``a{b}.jpg`` would
-    stop the whole workflow. Such images are still processed (the manifest lists its folder itself),
-    but tracked by :func:`untracked_stamps` instead.
-    """
-    return [path for path in paths if not contains_wildcard(path)]
-
-
-def untracked_stamps(paths: Sequence[str]) -> list[str]:
-    """Path, size and modification time of each of ``paths`` that :func:`trackable` leaves out.
-
-    As a rule's param, a change to such a file reruns the rule as a change to an input would.
-    """
-    stamps = []
-    for path in paths:
-        if contains_wildcard(path):
-            stat = os.stat(path)
-            stamps.append(f"{path} {stat.st_size} {stat.st_mtime_ns}")
-    return stamps
-
