@@ -11,7 +11,7 @@ rule bench_pdq_match:
     whole query only, no threshold)."""
     input:
         queries=PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "queries"),
-        references=PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
+        references=PDQ_REFERENCES,
     output:
         f"{BENCH}/pdq.parquet",
     log:
@@ -83,12 +83,8 @@ rule bench_report:
             else []
         ),
         matches=f"{RESULTS}/matches.parquet",
-        global_store=(
-            PLAN.shard_files(f"{WORK}/descriptor/whitened/{{set}}/{{shard}}.h5", "references")
-            if PLAN.descriptor
-            else []
-        ),
-        pdq_store=PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
+        global_store=([DESCRIPTOR_REFERENCES] if PLAN.descriptor else []),
+        pdq_store=[PDQ_REFERENCES],
         pdq_candidates=(
             PLAN.shard_files(f"{WORK}/pdq/queries/candidates/{{shard}}.parquet", "queries") if PLAN.pdq else []
         ),

@@ -1,3 +1,6 @@
+DESCRIPTOR_REFERENCES = f"{WORK}/descriptor/references.h5"
+
+
 rule train_descriptor:
     """Contrastive fine-tuning on the fit_images reference shards (when descriptor.train)."""
     input:
@@ -89,10 +92,30 @@ rule descriptor_whiten:
         "d2lv descriptor-whiten --quiet {input.descriptors:q} --whitening {input.whitening:q} -o {output:q} 2> {log:q}"
 
 
+rule descriptor_gather:
+    """Every reference shard's whitened descriptors in one file (256-d: 1 GB at a million references), which
+    each search reads (one input, not one per shard)."""
+    input:
+        PLAN.shard_files(f"{WORK}/descriptor/whitened/{{set}}/{{shard}}.h5", "references"),
+    output:
+        DESCRIPTOR_REFERENCES,
+    log:
+        f"{LOGS}/descriptor_gather.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/descriptor_gather.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    shell:
+        "d2lv descriptor-gather --quiet {input:q} -o {output:q} 2> {log:q}"
+
+
 rule descriptor_search:
     """Each query of one shard's most similar references over the whole collection (whitened cosine)."""
     input:
-        references=lambda wc: PLAN.searched_files(f"{WORK}/descriptor/whitened/{{set}}/{{shard}}.h5", wc.qset),
+        references=lambda wc: [
+            DESCRIPTOR_REFERENCES,
+            *PLAN.near_files(f"{WORK}/descriptor/whitened/{{set}}/{{shard}}.h5", wc.qset),
+        ],
         queries=f"{WORK}/descriptor/whitened/{{qset}}/{{shard}}.h5",
         background=(
             PLAN.shard_files(f"{WORK}/descriptor/whitened/{{set}}/{{shard}}.h5", "background")
@@ -124,7 +147,7 @@ rule descriptor_export:
     """All whitened descriptors in the ISC 2021 descriptor-track h5 layout."""
     input:
         queries=PLAN.shard_files(f"{WORK}/descriptor/whitened/{{set}}/{{shard}}.h5", "queries"),
-        references=PLAN.shard_files(f"{WORK}/descriptor/whitened/{{set}}/{{shard}}.h5", "references"),
+        references=DESCRIPTOR_REFERENCES,
     output:
         f"{RESULTS}/global_descriptors.h5",
     log:

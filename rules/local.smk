@@ -117,10 +117,13 @@ rule local_recall:
 rule verify:
     """Ratio-test matching, mirrored pass and geometric verification of one query shard's candidates (every
     branch's, each pair once), in one query view: the whole query (`local`) or its detected copy region
-    (`local_crop`). Reference features are read by id from whichever shard holds them."""
+    (`local_crop`). Reference features are read by id from whichever shard holds them: the shards' stores are
+    named in a list, and the index's catalogue (written once every store is encoded) stands for them as input."""
     input:
         pairs=lambda wc: PLAN.candidate_tables(PLAN.views[wc.view], wc.shard),
-        references=lambda wc: PLAN.searched_files(f"{WORK}/features/{{set}}/{{shard}}.h5", PLAN.views[wc.view]),
+        references=lambda wc: PLAN.reference_store_list(PLAN.views[wc.view]),
+        catalogue=f"{INDEX}/references.parquet",
+        near=lambda wc: PLAN.near_files(f"{WORK}/features/{{set}}/{{shard}}.h5", PLAN.views[wc.view]),
         queries=f"{WORK}/features/{{view}}/{{shard}}.h5",
     output:
         f"{WORK}/local/{{view}}/scores/{{shard}}.parquet",
@@ -134,5 +137,5 @@ rule verify:
         options=d2lv_workflow.flags(config, VerifyParams),
         branch=lambda wc: PLAN.verification_branch(wc.view),
     shell:
-        "d2lv verify --quiet --pairs {input.pairs:q} --queries {input.queries:q} --references {input.references:q}"
+        "d2lv verify --quiet --pairs {input.pairs:q} --queries {input.queries:q} --references-from {input.references:q}"
         " -o {output:q} --branch {params.branch:q} {params.options} 2> {log:q}"

@@ -1,4 +1,5 @@
 PDQ_HASHES = f"{WORK}/pdq/hashes"
+PDQ_REFERENCES = f"{WORK}/pdq/references.h5"
 
 
 rule pdq_hash:
@@ -25,7 +26,7 @@ rule pdq_search:
     """Each query of one shard: its nearest references by Hamming distance, over all of its views."""
     input:
         queries=lambda wc: PLAN.view_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", wc.qset, wc.shard),
-        references=lambda wc: PLAN.searched_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", wc.qset),
+        references=lambda wc: [PDQ_REFERENCES, *PLAN.near_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", wc.qset)],
     output:
         f"{WORK}/pdq/{{qset}}/candidates/{{shard}}.parquet",
     log:
@@ -41,10 +42,26 @@ rule pdq_search:
         " {params.options} 2> {log:q}"
 
 
+rule pdq_gather:
+    """Every reference shard's hashes in one file, which each search reads (one input, not one per shard)."""
+    input:
+        PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
+    output:
+        PDQ_REFERENCES,
+    log:
+        f"{LOGS}/pdq_gather.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pdq_gather.tsv"
+    conda:
+        "../envs/d2lv.yaml"
+    shell:
+        "d2lv pdq-gather --quiet {input:q} -o {output:q} 2> {log:q}"
+
+
 rule pdq_export:
     """The references' PDQ hashes in ThreatExchange's format, for hash-sharing lists and HMA banks."""
     input:
-        PLAN.shard_files(f"{PDQ_HASHES}/{{set}}/{{shard}}.h5", "references"),
+        PDQ_REFERENCES,
     output:
         f"{RESULTS}/pdq_hashes.csv",
     log:

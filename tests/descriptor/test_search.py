@@ -83,8 +83,8 @@ def test_search_whitening_and_export_run_without_torch(shards, tmp_path):
 
 
 def test_shards_whitened_once_give_the_search_and_export_of_whitening_on_the_fly(shards, tmp_path):
-    """What the workflow does (descriptor-whiten per shard, then search and export the whitened shards) equals
-    whitening every raw descriptor inside the search, as it was done before."""
+    """What the workflow does (descriptor-whiten per shard, gather the references' in one file, search it)
+    equals whitening every raw descriptor inside the search, as it was done before."""
     q, r0, r1 = (str(shards[name]) for name in ("queries", "references0", "references1"))
     w = str(tmp_path / "w.h5")
     whitened = {path: str(tmp_path / f"whitened-{Path(path).name}") for path in (q, r0, r1)}
@@ -93,8 +93,9 @@ def test_shards_whitened_once_give_the_search_and_export_of_whitening_on_the_fly
     jobs += [
         ["descriptor-search", "--quiet", "--queries", q, "--references", r0, r1, "--whitening", w, "-o",
          str(tmp_path / "on_the_fly.parquet")],
-        ["descriptor-search", "--quiet", "--queries", whitened[q], "--references", whitened[r0], whitened[r1], "-o",
-         str(tmp_path / "once.parquet")],
+        ["descriptor-gather", "--quiet", whitened[r0], whitened[r1], "-o", str(tmp_path / "gathered.h5")],
+        ["descriptor-search", "--quiet", "--queries", whitened[q], "--references", str(tmp_path / "gathered.h5"),
+         "-o", str(tmp_path / "once.parquet")],
         ["descriptor-export", "--quiet", "--queries", whitened[q], "--references", whitened[r0], whitened[r1],
          "-o", str(tmp_path / "isc.h5")],
     ]

@@ -123,6 +123,11 @@ def test_hdf5_round_trip(references, queries, tmp_path):
     with pytest.raises(ValueError, match="variants"):
         pdq.read_hashes([tmp_path / "r0.h5", tmp_path / "q.h5"])
     assert len(pdq.read_hashes([])) == 0
+    assert cli.main(["pdq-gather", "--quiet", str(tmp_path / "r0.h5"), str(tmp_path / "r1.h5"), "-o",
+                     str(tmp_path / "gathered.h5")]) == 0
+    gathered = pdq.read_hashes(tmp_path / "gathered.h5")
+    assert gathered.ids == references.ids
+    np.testing.assert_array_equal(gathered.hashes, references.hashes)
 
 
 def test_hash_from_file_matches_array(chelsea, tmp_path):

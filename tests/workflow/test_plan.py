@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from d2lv import workflow
+from d2lv.io.paths import read_path_list
 from d2lv.workflow import Plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,9 +99,11 @@ def test_switching_branches_off_removes_their_views_sets_and_inputs(folders, tmp
 def test_the_calibration_queries_are_also_searched_against_their_pseudo_references(folders, tmp_path):
     plan = Plan.from_config(config_for(folders, tmp_path))
     pattern = f"{plan.work}/features/{{set}}/{{shard}}.h5"
-    assert plan.searched_files(pattern, "queries") == plan.shard_files(pattern, "references")
-    near = plan.searched_files(pattern, "calibration")[len(plan.shards["references"]):]
+    assert plan.near_files(pattern, "queries") == []
+    near = plan.near_files(pattern, "calibration")
     assert near and all("/calibration_near/" in path for path in near)
+    plan.write_shard_lists()
+    assert read_path_list(plan.reference_store_list("calibration")) == plan.shard_files(pattern, "references") + near
     assert plan.verification_branch("queries") == "local" and plan.verification_branch("calibration_crops") == \
         "local_crop"
 

@@ -153,8 +153,8 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     # ... the merges, and every query shard's searches and verification (their answers can change) ...
     query_shards = manifest.num_shards(13, 10) + 1  # queries; calibration copies: one shard (calibration_shard_size)
     assert jobs == {"local_merge": 1, "local_recall": 2 * query_shards, "verify": 2 * query_shards,
-                    "descriptor_search": query_shards, "pdq_search": query_shards, "descriptor_export": 1,
-                    "pdq_export": 1,
+                    "descriptor_gather": 1, "descriptor_search": query_shards, "descriptor_export": 1,
+                    "pdq_gather": 1, "pdq_search": query_shards, "pdq_export": 1,
                     "fit_merge": 1, "matches": 1, "skipped": 1, "evaluate": 1, "report_figures": 1, "all": 1}
     # ... and no training: the index, the detector, the whitening and the calibration copies stay.
 

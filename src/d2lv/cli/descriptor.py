@@ -1,7 +1,8 @@
 """Subcommands of the global branch: CNN descriptors, their training (fine-tuning, copy head), whitening,
 search and export.
 
-``descriptor-whitening``, ``descriptor-whiten``, ``descriptor-search`` and ``descriptor-export`` read and
+``descriptor-whitening``, ``descriptor-whiten``, ``descriptor-gather``, ``descriptor-search`` and
+``descriptor-export`` read and
 write descriptor files only: they import neither torch nor timm, so they start in a fraction
 of the time of ``descriptor-extract`` and ``train-descriptor``.
 """
@@ -168,6 +169,13 @@ def _descriptor_whiten(args: argparse.Namespace) -> None:
     print(f"{n} descriptors whitened to {fitted.dim} dimensions", file=sys.stderr)
 
 
+def _descriptor_gather(args: argparse.Namespace) -> None:
+    from d2lv.descriptor import store
+
+    n = store.gather_set(args.shards, args.out, "reference")
+    print(f"{n} reference descriptors gathered from {len(args.shards)} shards", file=sys.stderr)
+
+
 def _descriptor_search(args: argparse.Namespace) -> None:
     from d2lv.descriptor import search, store, whitening
     from d2lv.detect import views
@@ -283,6 +291,11 @@ def register(sub: Subparsers) -> None:
     p.add_argument("descriptors", help="descriptor shard .h5 (descriptor-extract)")
     p.add_argument("--whitening", required=True, help="whitening .h5 (descriptor-whitening)")
     p.add_argument("-o", "--out", required=True, help="whitened descriptor shard .h5")
+
+    p = add_command(sub, "descriptor-gather", _descriptor_gather, "gather the reference shards' descriptors into "
+                    "one file, which every search reads (one input for Snakemake, not one per shard)")
+    p.add_argument("shards", nargs="+", help="reference descriptor shards .h5")
+    p.add_argument("-o", "--out", required=True, help="descriptors .h5")
 
     _add_search(sub)
 

@@ -8,8 +8,10 @@ import dataclasses
 import sys
 
 from d2lv.cli.common import Subparsers, add_command, add_threads, set_faiss_threads
+from d2lv.errors import InputError
 from d2lv.io import atomic
 from d2lv.io.images import DecodeParams
+from d2lv.io.paths import read_path_list
 from d2lv.local.params import (
     CandidateParams,
     IndexDevice,
@@ -106,7 +108,10 @@ def _verify(args: argparse.Namespace) -> None:
 
     queries = store.FeatureStore(args.queries)
     pairs = views.pairs_in_view(tables.read_pair_keys(args.pairs), queries.ids)
-    scores = verify.verify_pairs(pairs, queries, store.FeatureStore(args.references), VerifyParams.from_args(args),
+    references = [*args.references, *(read_path_list(args.references_from) if args.references_from else [])]
+    if not references:
+        raise InputError("no reference feature stores: give --references or --references-from")
+    scores = verify.verify_pairs(pairs, queries, store.FeatureStore(references), VerifyParams.from_args(args),
                                  args.branch, progress=not args.quiet)
     tables.write_table(scores, args.out, tables.SCORES)
 
@@ -163,8 +168,10 @@ def register(sub: Subparsers) -> None:
     p = add_command(sub, "verify", _verify, "score candidate pairs: ratio-test matches, mirrored pass, geometry")
     p.add_argument("--pairs", required=True, nargs="+", help="candidate pairs .parquet of any branch")
     p.add_argument("--queries", required=True, nargs="+", help="query feature stores .h5")
-    p.add_argument("--references", required=True, nargs="+", help="reference feature stores .h5 (read lazily: "
+    p.add_argument("--references", nargs="*", default=[], help="reference feature stores .h5 (read lazily: "
                    "only the candidates' features are loaded)")
+    p.add_argument("--references-from", help="a file naming more reference feature stores, one per line (the "
+                   "workflow's list of the collection's shards)")
     p.add_argument("-o", "--out", required=True, help="scores .parquet")
     p.add_argument("--branch", default="local", help="branch name written to the score table")
     VerifyParams.add_arguments(p)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import pandas as pd
 
 from d2lv.cli.common import Subparsers, add_command
 from d2lv.io.images import DecodeParams
+from d2lv.io.paths import read_path_list
 from d2lv.local.params import UsableParams
 
 #: The sets whose inputs ``skipped`` reports.
@@ -26,7 +26,7 @@ def _manifest(args: argparse.Namespace) -> None:
     missing = [path for path in args.inputs if not os.path.exists(path)]
     if missing:  # a typo on the command line; a listed file that vanished since is recorded as unusable instead
         raise FileNotFoundError(f"no such file or folder: {', '.join(missing)}")
-    listed = Path(args.files_from).read_text().splitlines() if args.files_from else []
+    listed = read_path_list(args.files_from) if args.files_from else []
     paths = manifest.shard_paths([*args.inputs, *listed], args.shard, args.num_shards)
     frame = manifest.build_manifest(paths, args.max_pixels, progress=not args.quiet)
     tables.write_table(frame, args.out, tables.MANIFEST)

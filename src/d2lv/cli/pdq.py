@@ -34,6 +34,14 @@ def _pdq_search(args: argparse.Namespace) -> None:
     print(f"{len(pairs)} hash candidates for {pairs.query_id.nunique()} queries", file=sys.stderr)
 
 
+def _pdq_gather(args: argparse.Namespace) -> None:
+    from d2lv.pdq import hashes
+
+    gathered = hashes.read_hashes(args.shards)
+    hashes.write_hashes(args.out, gathered)
+    print(f"{len(gathered)} reference hashes gathered from {len(args.shards)} shards", file=sys.stderr)
+
+
 def _pdq_export(args: argparse.Namespace) -> None:
     from d2lv.pdq import hashes
 
@@ -57,6 +65,11 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--references", nargs="+", required=True, help="reference hashes .h5")
     p.add_argument("-o", "--out", required=True, help="candidates .parquet")
     PdqParams.add_arguments(p)
+
+    p = add_command(sub, "pdq-gather", _pdq_gather, "gather the reference shards' hashes into one file, which every "
+                    "search reads (one input for Snakemake, not one per shard)")
+    p.add_argument("shards", nargs="+", help="reference hashes .h5 of each shard")
+    p.add_argument("-o", "--out", required=True, help="hashes .h5")
 
     p = add_command(sub, "pdq-export", _pdq_export, "the references' PDQ hashes as ThreatExchange's pdq-photo-hasher "
                     "prints them (hash,quality,id per line), for hash-sharing lists and HMA banks")

@@ -97,6 +97,14 @@ def transform_shard(path: str | os.PathLike, out: str | os.PathLike,
     return len(ids)
 
 
+def gather_set(shards: Sequence[str | os.PathLike], out: str | os.PathLike, set_name: str) -> int:
+    """Concatenate one set's descriptors of ``shards`` into one shard file ``out`` (the first's attributes);
+    returns the number of descriptors."""
+    ids, descriptors = read_descriptors(shards, set_name)
+    write_descriptor_shard(out, set_name, ids, descriptors, read_attrs(shards[0]) if shards else {})
+    return len(ids)
+
+
 def read_attrs(path: str | os.PathLike) -> dict[str, object]:
     with h5py.File(path, "r") as h5:
         return dict(h5.attrs)

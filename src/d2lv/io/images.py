@@ -75,6 +75,8 @@ class FolderListing:
 
 def refusal_reason(name: str) -> str:
     """Why a file called ``name`` is not decoded as an image (``""``: it is decoded)."""
+    if "\n" in name or "\r" in name:
+        return "file name holds a line break: rename the file"
     if name.startswith("._"):
         return "AppleDouble metadata file (macOS keeps a file's attributes there), not an image"
     if name.startswith("."):

@@ -16,7 +16,7 @@ from d2lv.workflow.plan import Plan
 
 _INDEX_STEPS = "local_train,local_add,local_merge"
 _LOCAL_STEPS = f"manifest,sift,{_INDEX_STEPS},local_recall/queries"
-_HASH_STEPS = "manifest,pdq_hash/queries,pdq_hash/references"
+_HASH_STEPS = "manifest,pdq_hash/queries,pdq_hash/references,pdq_gather"
 #: The workflow steps each benchmark system pays for: rules, or ``rule/view`` (one query view's share of a
 #: rule); the merged systems pay for every rule, calibration and detector training included.
 BENCH_STEPS = {
@@ -26,10 +26,12 @@ BENCH_STEPS = {
     "local": f"{_LOCAL_STEPS},verify/queries",
     "crop": f"manifest,sift,train_detector,detect/queries,{_INDEX_STEPS},local_recall/queries_crops,"
             "verify/queries_crops",
-    "global": "manifest,descriptor_extract,descriptor_whitening,descriptor_whiten,descriptor_search/queries",
+    "global": "manifest,descriptor_extract,descriptor_whitening,descriptor_whiten,descriptor_gather,"
+              "descriptor_search/queries",
     "hash": f"{_HASH_STEPS},pdq_hash/queries_crops,train_detector,detect/queries,pdq_search/queries",
     "merged": f"manifest,sift,{_INDEX_STEPS},local_recall,verify,descriptor_extract,descriptor_whitening,"
-    "descriptor_whiten,descriptor_search,pdq_hash,pdq_search,train_detector,detect,make_calibration,fit_merge,matches",
+    "descriptor_whiten,descriptor_gather,descriptor_search,pdq_hash,pdq_gather,pdq_search,train_detector,detect,"
+    "make_calibration,fit_merge,matches",
 }
 
 

@@ -19,8 +19,8 @@ from d2lv.configuration import RunParams
 from d2lv.descriptor.params import CheckpointParams, DescriptorStageParams, HeadParams
 from d2lv.detect.params import DetectStageParams, TrainingParams, detector_weights
 from d2lv.io import isc
-from d2lv.io.atomic import write_if_changed
 from d2lv.io.images import FolderListing
+from d2lv.io.paths import write_path_list
 from d2lv.merge.params import CalibrationParams, MergeParams
 from d2lv.pdq.params import PdqStageParams
 from d2lv.synth import demo, layout
@@ -135,12 +135,21 @@ class Plan:
         """The file that names one shard's images, a line each (:meth:`write_shard_lists`)."""
         return f"{self.work}/shards/{set_name}/{shard}.txt"
 
+    def reference_store_list(self, qset: str) -> str:
+        """The file that names the feature stores of every reference shard that ``qset`` is verified against."""
+        return f"{self.work}/shards/verified-{qset}.txt"
+
     def write_shard_lists(self) -> None:
-        """Write each set's shard lists where they changed, so that a manifest job reads its shard's files
-        from there (it never lists the folder) and the list's time changes only with the shard's members."""
+        """Write the path lists the jobs read where they changed (a list's time changes only with its paths):
+        each shard's images, which its manifest job decodes (no job lists the folder), and the reference
+        stores each query set is verified against (one input for Snakemake instead of one per shard)."""
         for set_name in self.folders:
             for shard, paths in self.shards[set_name].items():
-                write_if_changed(Path(self.shard_list(set_name, shard)), "".join(f"{path}\n" for path in paths))
+                write_path_list(self.shard_list(set_name, shard), paths)
+        stores = f"{self.work}/features/{{set}}/{{shard}}.h5"
+        for qset in self.query_sets:
+            write_path_list(self.reference_store_list(qset), self.shard_files(stores, "references")
+                            + self.near_files(stores, qset))
 
     def shard_stamp(self, set_name: str, shard: str) -> str:
         """A digest of the size and time of each of the shard's images: as a rule's param, an image changed in
@@ -182,11 +191,10 @@ class Plan:
         """``pattern`` (with ``{shard}``) for each reference shard that fitted models learn from (fit_images)."""
         return [_fill(pattern, set="references", shard=shard) for shard in self.fit_shards]
 
-    def searched_files(self, pattern: str, qset: str) -> list[str]:
-        """``pattern`` for every reference shard that the query set ``qset`` is searched against: the
-        collection, and for calibration queries also the near-duplicate pseudo-references."""
-        extra = self.shard_files(pattern, "calibration_near") if qset == "calibration" else []
-        return self.shard_files(pattern, "references") + extra
+    def near_files(self, pattern: str, qset: str) -> list[str]:
+        """``pattern`` for each shard of the near-duplicate pseudo-references that calibration queries (only
+        they) are searched against besides the collection."""
+        return self.shard_files(pattern, "calibration_near") if qset == "calibration" else []
 
     def view_files(self, pattern: str, qset: str, shard: str) -> list[str]:
         """``pattern`` (with ``{set}`` and ``{shard}``) for one shard of each query view of ``qset``."""

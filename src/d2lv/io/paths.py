@@ -1,0 +1,24 @@
+"""Lists of file paths, one per line: the shard lists the workflow writes when it is parsed and its jobs read.
+
+A path list changes (and its modification time with it) only when its paths do, so a rule that takes one
+as an input reruns exactly when the set of files it names changes. Names with a line break cannot be
+listed; :func:`d2lv.io.images.refusal_reason` sets them aside, so they never reach a list.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from d2lv.io.atomic import write_if_changed
+
+
+def write_path_list(path: str | os.PathLike, paths: Iterable[str | os.PathLike]) -> bool:
+    """Write ``paths``, one per line, unless ``path`` lists them already; returns whether it wrote."""
+    return write_if_changed(path, "".join(f"{os.fspath(item)}\n" for item in paths))
+
+
+def read_path_list(path: str | os.PathLike) -> list[str]:
+    """The paths a list names, in order."""
+    return Path(path).read_text().split("\n")[:-1]
