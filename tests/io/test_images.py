@@ -404,3 +404,11 @@ def test_a_listing_sorts_as_paths_sort_part_by_part(tmp_path):
     make_tree(tmp_path, names)
     listed = [Path(p) for p in list_folder(tmp_path).images]
     assert listed == sorted(listed) and len(listed) == len(names) - 1  # a/.jpg.png: hidden
+
+
+def test_a_file_name_with_a_line_break_is_set_aside_saying_so(tmp_path):
+    """Path lists hold one path per line (d2lv.io.paths): such a name could not be listed, so it is skipped."""
+    make_tree(tmp_path, ["ok.jpg", "two\nlines.jpg"])
+    listing = list_folder(tmp_path)
+    assert listing.images == [str(tmp_path / "ok.jpg")]
+    assert listing.refused == [(str(tmp_path / "two\nlines.jpg"), "file name holds a line break: rename the file")]
