@@ -364,15 +364,3 @@ def render_edited(query: BenchQuery, max_side: int | None,
     edited = Edited(image, ()) if query.family == NO_EDIT else edit(image)
     box = ("",) * 4 if edited.box is None else tuple(str(v) for v in edited.box)
     return edited.image, (query.kind, query.family, "+".join(edited.steps), query.similar_reference_id, *box)
-
-
-def split_pool(sources: Sequence[str | os.PathLike], n_bench: int, seed: int) -> tuple[list[Path], list[Path]]:
-    """A seeded split of the photos under ``sources`` (near-duplicates and the training split dropped):
-    the benchmark's, the rest."""
-    photos = drop_near_duplicates(without_training_photos(collect_images(sources)), progress=False)
-    order = np.random.default_rng(seed).permutation(len(photos))
-    shuffled = [photos[i] for i in order]
-    if len(shuffled) <= n_bench:
-        raise InputError(f"{len(shuffled)} distinct photos under {list(map(str, sources))}; the benchmark alone "
-                         f"takes {n_bench}, none would be left as distractors")
-    return shuffled[:n_bench], shuffled[n_bench:]
