@@ -30,7 +30,7 @@ def test_distractors_are_reproducible_all_different_and_resumable(pool, tmp_path
     mtime = paths[6].stat().st_mtime_ns
     make_distractors(pool, tmp_path / "a", 24, seed=3, progress=False)  # draws only the missing one
     assert hashlib.sha256(paths[5].read_bytes()).hexdigest() == digests[5] and paths[6].stat().st_mtime_ns == mtime
-    assert not list((tmp_path / "a").glob("*.part.jpg"))
+    assert sorted((tmp_path / "a").iterdir()) == paths  # and nothing half-written beside them
 
 
 def test_a_distractor_is_no_photo_of_the_pool(pool):

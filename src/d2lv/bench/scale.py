@@ -86,16 +86,12 @@ def run_setting(bench: Path, references: Path, setting: Setting, results: Path, 
 def candidate_recall(results: Path, ground_truth: pd.DataFrame) -> float:
     """Share of copy queries whose true reference is among the local recall's candidates of either query view
     (the whole query, its crops): what local verification gets to see."""
-    found = set()
-    for view in QUERY_SETS:
-        folder = results / "work" / "local" / view / "candidates"
-        if folder.is_dir():
-            pairs = tables.read_pair_keys(sorted(folder.glob("*.parquet")))
-            found |= set(zip(pairs.query_id.map(query_of), pairs.reference_id))
-    copies = ground_truth[ground_truth.reference_id != ""]
-    if copies.empty:
-        return float("nan")
-    return sum((q, r) in found for q, r in zip(copies.query_id, copies.reference_id)) / len(copies)
+    local = results / "work" / "local"
+    candidate_tables = [path for view in QUERY_SETS for path in sorted(local.glob(f"{view}/candidates/*.parquet"))]
+    pairs = tables.read_pair_keys(candidate_tables)
+    pairs = pairs.assign(query_id=pairs.query_id.map(query_of))
+    copies = (ground_truth.reference_id != "").sum()
+    return pairs.query_id[isc.is_positive(pairs, ground_truth)].nunique() / copies if copies else float("nan")
 
 
 def index_shape(results: Path) -> dict[str, int]:
@@ -181,13 +177,10 @@ def run_scale(bench: Path, distractors: Sequence[Path], out: Path, sizes: Sequen
 
 
 def _layered_config(configfiles: Sequence[str]) -> dict:
-    """config.yaml with ``configfiles`` layered over it, key by key (as Snakemake layers them)."""
+    """config.yaml with ``configfiles`` layered over it, key by key, as Snakemake layers them."""
+    from snakemake.utils import update_config
+
     config = yaml.safe_load((workflow.repository_root() / "config.yaml").read_text())
     for path in configfiles:
-        config = _layer(config, yaml.safe_load(Path(path).read_text()) or {})
+        update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     return config
-
-
-def _layer(base: dict, overlay: dict) -> dict:
-    return {**base, **{key: _layer(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
-                       else value for key, value in overlay.items()}}

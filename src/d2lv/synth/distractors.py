@@ -11,7 +11,6 @@ local recall harder, not easier: many references hold similar keypoints.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -21,7 +20,8 @@ from PIL import Image, ImageEnhance, ImageOps
 from tqdm import tqdm
 
 from d2lv.errors import InputError
-from d2lv.synth.common import JPEG_QUALITY, load_rgb, rng_stream
+from d2lv.io import atomic
+from d2lv.synth.common import load_rgb, rng_stream, save_jpeg
 
 #: Canvas sizes (width, height) a distractor is drawn at: photo-like, landscape and portrait.
 CANVASES = ((512, 384), (640, 480), (480, 480), (384, 512), (600, 400))
@@ -77,9 +77,8 @@ def _write(photos: Sequence[Path], seed: int, out: Path, start: int, stop: int) 
     for i in range(start, stop):
         path = out / f"{distractor_id(i)}.jpg"
         if not path.exists():
-            partial = path.with_suffix(".part.jpg")
-            draw_distractor(photos, seed, i).save(partial, format="JPEG", quality=JPEG_QUALITY)
-            os.replace(partial, path)
+            with atomic.replacing(path) as partial:
+                save_jpeg(draw_distractor(photos, seed, i), partial)
     return stop - start
 
 

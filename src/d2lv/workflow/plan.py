@@ -80,12 +80,13 @@ class Plan:
         shards = {name: shard_plan(listing.images, query_shard_size if name == QUERIES else run.shard_size)
                   for name, listing in listings.items()}
         merge_mode = MergeParams.from_config(config).mode
-        made = _calibration_sets(f"{run.results}/work/calibration", CalibrationParams.from_config(config),
+        calibration = _calibration_dir(_work_dir(run.results))
+        made = _calibration_sets(calibration, CalibrationParams.from_config(config),
                                  run.calibration_shard_size) if merge_mode == "calibrated" else {}
         folders.update({name: folder for name, (folder, _) in made.items()})
         planned_by = {name: f"{run.demo_dir}/{isc.GROUND_TRUTH_FILE}" for name, folder in folders.items()
                       if is_demo_set(folder, name, demo_dir)}
-        planned_by.update({name: f"{run.results}/work/calibration/{isc.GROUND_TRUTH_FILE}" for name in made})
+        planned_by.update({name: f"{calibration}/{isc.GROUND_TRUTH_FILE}" for name in made})
         shards.update({name: plan for name, (_, plan) in made.items()})
         query_sets = (QUERIES, *(name for name in made if name == "calibration"))
         detect = DetectStageParams.from_config(config).enabled
@@ -98,14 +99,14 @@ class Plan:
             descriptor=descriptor.enabled, pdq=PdqStageParams.from_config(config).enabled,
             ground_truth=run.ground_truth or _demo_file(run, isc.GROUND_TRUTH_FILE),
             categories=run.categories or _demo_file(run, isc.CATEGORIES_FILE), demo_dir=run.demo_dir,
-            **_model_files(config, f"{run.results}/work"),
+            **_model_files(config, _work_dir(run.results)),
         )
 
     # ------------------------------------------------------------------ where things are
 
     @property
     def work(self) -> str:
-        return f"{self.results}/work"
+        return _work_dir(self.results)
 
     @property
     def logs(self) -> str:
@@ -117,7 +118,7 @@ class Plan:
 
     @property
     def calibration_dir(self) -> str:
-        return f"{self.work}/calibration"
+        return _calibration_dir(self.work)
 
     @property
     def usable_references(self) -> str:
@@ -179,7 +180,7 @@ class Plan:
 
     def refused_inputs(self) -> list[str]:
         """The files of the queries and references folders that are not decoded (skipped.csv lists them)."""
-        return [str(path) for name in ("queries", "references") for path, _ in self.listings[name].refused]
+        return [path for name in ("queries", "references") for path, _ in self.listings[name].refused]
 
     # ------------------------------------------------------------------ files per shard
 
@@ -263,6 +264,16 @@ def _model_files(config: Mapping[str, Any], work: str) -> dict[str, Any]:
     }
 
 
+def _work_dir(results: str) -> str:
+    """Where a run's intermediate files go."""
+    return f"{results}/work"
+
+
+def _calibration_dir(work: str) -> str:
+    """Where make_calibration writes the calibration copies."""
+    return f"{work}/calibration"
+
+
 def trained_detector(work: str) -> str:
     """Where rule train_detector writes the per-run detector."""
     return f"{work}/detect/detector.pt"
@@ -292,6 +303,4 @@ def _fill(pattern: str, **values: str) -> str:
 
 def _demo_file(run: RunParams, filename: str) -> str | None:
     """A file of the demo set, when the queries are the demo's."""
-    if run.demo_dir and Path(run.queries).resolve() == (Path(run.demo_dir) / "queries").resolve():
-        return str(Path(run.demo_dir) / filename)
-    return None
+    return str(Path(run.demo_dir) / filename) if is_demo_set(run.queries, QUERIES, run.demo_dir) else None
