@@ -72,10 +72,32 @@ def test_search_over_the_merged_index_finds_each_copy_first(merged, query_store)
     assert pairs.groupby("query_id").size().max() <= 3
 
 
-def test_auto_factory_scales_with_the_collection():
-    assert index.auto_factory(5_000, 5_000) == "IVF128,Flat"  # too small a sample for a product quantiser
-    assert index.auto_factory(600_000, 150_000) == "IVF2048,PQ16"
-    assert index.auto_factory(600_000_000, 4_000_000) == "IVF65536_HNSW32,PQ16"
+def test_auto_factory_keeps_lists_the_same_length_as_the_collection_grows():
+    for n_descriptors in (500_000, 2_500_000, 10_000_000, 40_000_000):
+        factory = index.auto_factory(n_descriptors, 100_000_000)
+        nlist = int(factory.split(",")[0].removeprefix("IVF").split("_")[0])
+        assert 181 <= n_descriptors / nlist <= 362, factory  # 256 within a power of two's rounding
+    assert index.auto_factory(500_000, 1_000_000) == "IVF2048,PQ16"
+    assert index.auto_factory(10_000_000, 1_000_000) == "IVF32768_HNSW32,PQ16"  # many lists: HNSW finds them
+
+
+def test_auto_factory_chooses_no_more_lists_than_its_sample_trains():
+    assert index.auto_factory(600_000_000, 1_000_000) == "IVF32768_HNSW32,PQ16"
+    assert index.auto_factory(600_000_000, 4_000_000) == "IVF131072_HNSW32,PQ16"
+    assert index.auto_factory(5_000, 5_000) == "IVF16,Flat"  # too small a sample for a product quantiser
+    assert index.auto_factory(10, 10) == "IVF1,Flat"
+
+
+def test_an_hnsw_quantiser_is_trained_by_two_level_kmeans_and_finds_each_point(capsys):
+    rng = np.random.default_rng(0)
+    sample = rng.random((64 * 40, 128), dtype=np.float32)
+    trained = index.train_index(sample, "IVF64_HNSW32,Flat", len(sample))
+    assert faiss.extract_index_ivf(trained).quantizer.ntotal == 64
+    trained.add(sample)
+    recall.set_nprobe(trained, 8)
+    _, nearest = trained.search(sample[:200], 1)
+    assert (nearest[:, 0] == np.arange(200)).mean() > 0.95
+    assert capsys.readouterr().out == "", "training prints nothing on stdout"
 
 
 def test_a_factory_that_cannot_merge_on_disk_is_a_clear_error():
@@ -84,6 +106,18 @@ def test_a_factory_that_cannot_merge_on_disk_is_a_clear_error():
         index.train_index(sample, "Flat", len(sample))
     with pytest.raises(D2lvError, match="training"):
         index.train_index(sample[:100], "IVF1024,Flat", len(sample))
+
+
+def test_an_index_faiss_cannot_copy_to_the_gpu_stays_on_the_cpu(monkeypatch):
+    cpu_index = faiss.IndexFlatL2(128)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("not implemented for this quantiser")
+
+    monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", lambda: type("Options", (), {})(), raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", refuse)
+    with pytest.warns(UserWarning, match="stays on the CPU"):
+        assert index.on_gpus(cpu_index, 1) is cpu_index
 
 
 def test_faiss_uses_gpus_only_when_it_sees_them(monkeypatch):

@@ -15,15 +15,19 @@ indexes: ``faiss/contrib/ondisk.py``, and the wiki's "Indexing 1G vectors").
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pandas as pd
+from faiss.contrib.clustering import train_ivf_index_with_2level
 from faiss.contrib.ondisk import merge_ondisk
 
 from d2lv.device import faiss_gpus
@@ -33,28 +37,36 @@ from d2lv.local.store import FeatureStore
 
 #: Bits of a reference number that hold the image's row in its shard store.
 ROW_BITS = 32
-#: Training points per coarse centroid: faiss warns below 39 and k-means is unstable below that.
-POINTS_PER_CENTROID = 39
+#: Training points per coarse centroid below which ``auto`` chooses fewer lists: faiss' guideline is 30 to
+#: 256 points per centroid (its k-means warns below 39, which ``train_index`` silences down to this).
+POINTS_PER_CENTROID = 30
 #: Coarse k-means learns from at most this many points per centroid (faiss subsamples the rest): four
 #: times fewer than faiss' default 256, and as many lists, for a quarter of the training time.
 MAX_POINTS_PER_CENTROID = 64
-#: Product-quantiser codes need this many training descriptors (256 centroids per sub-quantiser).
-PQ_MIN_TRAINING = 256 * POINTS_PER_CENTROID
+#: Product-quantiser codes need this many training descriptors (256 centroids per sub-quantiser, 39 points each).
+PQ_MIN_TRAINING = 256 * 39
 #: Bytes of the product-quantiser code of one descriptor chosen by ``auto`` (plus 8 for its id).
 AUTO_PQ_BYTES = 16
-#: Above this many coarse centroids, ``auto`` assigns to them with an HNSW graph, not exhaustively.
-HNSW_QUANTISER_ABOVE = 16_384
+#: Descriptors per inverted list ``auto`` aims at. A query descriptor scans ``nprobe`` lists, so with lists of
+#: a fixed length its scan costs the same at any collection size; only finding the lists grows, slowly.
+AUTO_LIST_LENGTH = 256
+#: From this many coarse centroids on, ``auto`` finds the nearest with an HNSW graph rather than comparing
+#: with each (whose cost grows with the list count), and trains them by two-level k-means.
+HNSW_QUANTISER_FROM = 8_192
+#: Most lists ``auto`` chooses (a million lists at 256 descriptors each is 268M descriptors).
+AUTO_MAX_LISTS = 2 ** 20
 
 
 def auto_factory(n_descriptors: int, n_training: int) -> str:
     """The factory string ``auto`` stands for, for a collection of ``n_descriptors`` descriptors trained
-    on ``n_training`` of them: ``IVF<nlist>,PQ16`` with about ``4 sqrt(n)`` lists (as many as the sample
-    can train), an HNSW quantiser beyond 16k lists, and plain ``Flat`` codes for a sample too small to
-    train a product quantiser (tiny collections, where size does not matter)."""
-    wanted = 4 * math.sqrt(max(n_descriptors, 1))
-    affordable = max(n_training // POINTS_PER_CENTROID, 1)
-    nlist = 2 ** max(0, math.floor(math.log2(min(wanted, affordable, 65_536))))
-    quantiser = f"IVF{nlist}_HNSW32" if nlist > HNSW_QUANTISER_ABOVE else f"IVF{nlist}"
+    on ``n_training`` of them: ``IVF<nlist>,PQ16`` with lists of about 256 descriptors (a power of two, as
+    many as the sample can train at 30 points per list), an HNSW quantiser from 8,192 lists on, and plain
+    ``Flat`` codes for a sample too small to train a product quantiser (tiny collections)."""
+    wanted = min(max(n_descriptors / AUTO_LIST_LENGTH, 1), AUTO_MAX_LISTS)
+    nlist = 2 ** round(math.log2(wanted))
+    while nlist > 1 and nlist * POINTS_PER_CENTROID > n_training:
+        nlist //= 2
+    quantiser = f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTISER_FROM else f"IVF{nlist}"
     codes = f"PQ{AUTO_PQ_BYTES}" if n_training >= PQ_MIN_TRAINING else "Flat"
     return f"{quantiser},{codes}"
 
@@ -89,11 +101,23 @@ def train_index(sample: np.ndarray, factory: str, n_descriptors: int, device: st
                         "descriptors were sampled; use local.index_factory: auto, fewer lists, or more "
                         "fit_images")
     gpus = faiss_gpus(device)
+    if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):
+        _train_two_level(index, sample, bool(gpus))
+        return index
     ivf.cp.max_points_per_centroid = MAX_POINTS_PER_CENTROID
+    ivf.cp.min_points_per_centroid = POINTS_PER_CENTROID
     if gpus:  # k-means assignments on the GPU; the trained index itself stays on the CPU
         ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))
     index.train(sample)
     return index
+
+
+def _train_two_level(index: faiss.Index, sample: np.ndarray, gpu: bool) -> None:
+    """Train ``index``'s many coarse centroids as faiss does at billion scale: k-means into about sqrt(nlist)
+    clusters, then k-means within each (``faiss.contrib.clustering``). One k-means over every centroid
+    would compare each point with each centroid: hours on a CPU at 32k lists, where this takes a minute."""
+    with contextlib.redirect_stdout(io.StringIO()):  # the faiss helper prints its arguments
+        train_ivf_index_with_2level(index, sample, gpu=gpu, min_points_per_centroid=POINTS_PER_CENTROID)
 
 
 def reference_numbers(shard: int, n_images: int) -> np.ndarray:
@@ -154,10 +178,17 @@ def index_bytes(path: str | os.PathLike) -> int:
 
 def on_gpus(index: faiss.Index, gpus: int) -> faiss.Index:
     """``index`` copied onto ``gpus`` GPUs (sharded), with float16 lookup tables as the original method used;
-    ``index`` itself when ``gpus`` is 0."""
+    ``index`` itself when ``gpus`` is 0, or (with a warning) when faiss cannot copy it. An HNSW quantiser has
+    no GPU version: it stays on the CPU, where faiss allows that."""
     if not gpus:
         return index
     options = faiss.GpuMultipleClonerOptions()
     options.useFloat16LookupTables = True
     options.shard = True
-    return faiss.index_cpu_to_all_gpus(index, options, ngpu=gpus)
+    if hasattr(options, "allowCpuCoarseQuantizer"):  # faiss >= 1.8
+        options.allowCpuCoarseQuantizer = True
+    try:
+        return faiss.index_cpu_to_all_gpus(index, options, ngpu=gpus)
+    except RuntimeError as err:
+        warnings.warn(f"the local index stays on the CPU: faiss cannot copy it to the GPU ({err})", stacklevel=2)
+        return index

@@ -54,8 +54,9 @@ class IndexParams(Options):
     """The one local index over every reference descriptor: trained once, filled per shard, merged."""
 
     section: ClassVar[str] = "local"
-    factory: str = option("auto", "faiss factory string of an IVF index (auto: IVF<about 4 sqrt(N)>,PQ16; "
-                          "plain Flat codes for a collection too small to train a product quantiser)",
+    factory: str = option("auto", "faiss factory string of an IVF index (auto: IVF<about N/256>,PQ16, lists of "
+                          "a fixed length, with an HNSW quantiser from 8192 lists on; plain Flat codes for a "
+                          "collection too small to train a product quantiser)",
                           key="local.index_factory")
     train_descriptors: int = option(1_000_000, "at most this many descriptors in the training sample", minimum=1)
 
