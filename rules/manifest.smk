@@ -48,8 +48,9 @@ rule skipped:
         references_manifests=PLAN.shard_files(f"{WORK}/manifests/{{set}}/{{shard}}.parquet", "references"),
         queries_features=PLAN.shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "queries"),
         references_features=PLAN.shard_files(f"{WORK}/features/{{set}}/{{shard}}.h5", "references"),
-        # the files the listing set aside: a new one (a .DS_Store) reruns this rule, and only this rule
-        refused=PLAN.refused_inputs(),
+        # what the listings set aside (a new .DS_Store changes the list: it reruns this rule, and only this rule)
+        queries_refused=PLAN.refusal_list("queries"),
+        references_refused=PLAN.refusal_list("references"),
     output:
         f"{RESULTS}/skipped.csv",
     log:
@@ -60,10 +61,8 @@ rule skipped:
         "../envs/d2lv.yaml"
     params:
         options=d2lv_workflow.flags(config, UsableParams),
-        queries=PLAN.folders["queries"],
-        references=PLAN.folders["references"],
     shell:
-        "d2lv skipped --quiet --queries-folder {params.queries:q} --references-folder {params.references:q}"
+        "d2lv skipped --quiet --queries-refused {input.queries_refused:q} --references-refused {input.references_refused:q}"
         " --queries-manifests {input.queries_manifests:q}"
         " --references-manifests {input.references_manifests:q} --queries-features {input.queries_features:q}"
         " --references-features {input.references_features:q} {params.options}"

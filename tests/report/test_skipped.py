@@ -6,11 +6,13 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from d2lv.io import isc, tables
-from d2lv.io.images import find_images
+from d2lv.io.images import find_images, list_folder
 from d2lv.io.manifest import build_manifest
+from d2lv.io.paths import write_refusal_list
 from d2lv.report import skipped
 
 
@@ -27,12 +29,17 @@ def hostile_folder(root: Path, photo: object) -> Path:
     return root
 
 
-def test_skipped_csv_lists_every_file_that_does_not_take_part(tmp_path, chelsea):
+@pytest.mark.parametrize("listing", ["--queries-folder", "--queries-refused"])
+def test_skipped_csv_lists_every_file_that_does_not_take_part(tmp_path, chelsea, listing):
+    """Listed now (by hand), or from the refusal list the workflow wrote when it listed the folder."""
     folder = hostile_folder(tmp_path / "queries", chelsea)
     manifest = tmp_path / "0000.parquet"
     tables.write_table(build_manifest(list(find_images(folder)), progress=False), manifest, tables.MANIFEST)
+    refused = tmp_path / "refused.json"
+    write_refusal_list(refused, list_folder(folder).refused)
     out = tmp_path / "skipped.csv"
-    result = subprocess.run(["d2lv", "skipped", "--queries-folder", str(folder), "--queries-manifests", str(manifest),
+    where = folder if listing == "--queries-folder" else refused
+    result = subprocess.run(["d2lv", "skipped", listing, str(where), "--queries-manifests", str(manifest),
                              "-o", str(out), "--quiet"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     rows = isc.read_id_csv(out, tables.SKIPPED.names)

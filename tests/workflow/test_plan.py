@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from d2lv import workflow
-from d2lv.io.paths import read_path_list
+from d2lv.io.paths import read_path_list, read_refusal_list
 from d2lv.workflow import Plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +49,8 @@ def test_a_calibrated_run_plans_the_calibration_sets_and_every_query_view(folder
     assert sum(map(len, plan.shards["references"].values())) == 40 and len(plan.shards["references"]) == 4
     assert set(plan.made_sets) == {"calibration", "calibration_near"}
     assert len(plan.made_images()) == 200 + 150  # copies; halves and graphic tiles (merge.near_duplicates ...)
-    assert plan.refused_inputs() == [str(folders[1] / "notes.txt")]
+    plan.write_shard_lists()
+    assert [path for path, _ in read_refusal_list(plan.refusal_list("references"))] == [str(folders[1] / "notes.txt")]
     assert plan.made_by("calibration") == [f"{plan.calibration_dir}/ground_truth.csv"] and not plan.made_by("queries")
 
 

@@ -34,11 +34,20 @@ def _manifest(args: argparse.Namespace) -> None:
     print(f"{len(frame)} images in shard {args.shard} of {args.num_shards}, {skipped} skipped", file=sys.stderr)
 
 
+def _refused(args: argparse.Namespace, name: str) -> list[tuple[str, str]]:
+    """What the listing of set ``name``'s folder set aside: from the workflow's refusal list, or listed now."""
+    from d2lv.io.images import list_folder
+    from d2lv.io.paths import read_refusal_list
+
+    refused, folder = getattr(args, f"{name}_refused"), getattr(args, f"{name}_folder")
+    return read_refusal_list(refused) if refused else list_folder(folder).refused if folder else []
+
+
 def _skipped(args: argparse.Namespace) -> None:
     from d2lv.report import skipped
 
     frames = [skipped.collect(name, getattr(args, f"{name}_manifests"), getattr(args, f"{name}_features"),
-                              UsableParams.from_args(args).min_keypoints, getattr(args, f"{name}_folder"))
+                              UsableParams.from_args(args).min_keypoints, _refused(args, name))
               for name in INPUT_SETS]
     skipped.write_csv(pd.concat(frames, ignore_index=True), args.out)
 
@@ -85,8 +94,11 @@ def register(sub: Subparsers) -> None:
 
     p = add_command(sub, "skipped", _skipped, "list inputs that were skipped, with the reason, as CSV")
     for name in INPUT_SETS:
-        p.add_argument(f"--{name}-folder", help=f"the {name} folder: list the files in it that are not decoded "
-                       "(other formats, hidden and AppleDouble files, hidden folders)")
+        listing = p.add_mutually_exclusive_group()
+        listing.add_argument(f"--{name}-folder", help=f"the {name} folder: list the files in it that are not "
+                             "decoded (other formats, hidden and AppleDouble files, hidden folders)")
+        listing.add_argument(f"--{name}-refused", help="those files as the workflow listed them when it was "
+                             f"parsed (work/shards/{name}/refused.json), so that the folder is not listed again")
         p.add_argument(f"--{name}-manifests", nargs="*", default=[], help=f"{name} manifests .parquet")
         p.add_argument(f"--{name}-features", nargs="*", default=[], help=f"{name} feature stores .h5")
     UsableParams.add_arguments(p)

@@ -1,12 +1,14 @@
-"""Lists of file paths, one per line: the shard lists the workflow writes when it is parsed and its jobs read.
+"""Lists of file paths that the workflow writes when it is parsed and its jobs read: each shard's images, one
+per line, and the files a folder's listing set aside, with the reason (JSON: their names may hold anything).
 
-A path list changes (and its modification time with it) only when its paths do, so a rule that takes one
-as an input reruns exactly when the set of files it names changes. Names with a line break cannot be
-listed; :func:`d2lv.io.images.refusal_reason` sets them aside, so they never reach a list.
+A list changes (and its modification time with it) only when its paths do, so a rule that takes one as an
+input reruns exactly when the set of files it names changes. Names with a line break cannot be listed one
+per line; :func:`d2lv.io.images.refusal_reason` sets them aside, so they never reach a path list.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,3 +24,13 @@ def write_path_list(path: str | os.PathLike, paths: Iterable[str | os.PathLike])
 def read_path_list(path: str | os.PathLike) -> list[str]:
     """The paths a list names, in order."""
     return Path(path).read_text().split("\n")[:-1]
+
+
+def write_refusal_list(path: str | os.PathLike, refused: Iterable[tuple[str, str]]) -> bool:
+    """Write the ``(path, reason)`` pairs unless ``path`` holds them already; returns whether it wrote."""
+    return write_if_changed(path, json.dumps([[item, reason] for item, reason in refused], indent=0) + "\n")
+
+
+def read_refusal_list(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """The ``(path, reason)`` pairs a refusal list names, in order."""
+    return [(item, reason) for item, reason in json.loads(Path(path).read_text())]

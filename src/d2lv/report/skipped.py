@@ -13,25 +13,24 @@ from collections.abc import Sequence
 import pandas as pd
 
 from d2lv.io import atomic, tables
-from d2lv.io.images import image_id, list_folder
+from d2lv.io.images import image_id
 from d2lv.local.store import FeatureStore
 
 
-def listed(set_name: str, folder: str | os.PathLike) -> pd.DataFrame:
-    """The files and folders under ``folder`` that the listing set aside, with the reason."""
-    refused = list_folder(folder).refused
+def listed(set_name: str, refused: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """The files and folders that the listing of a set's folder set aside, with the reason."""
     return pd.DataFrame({"set": set_name, "id": [image_id(path) for path, _ in refused],
                          "path": [str(path) for path, _ in refused], "stage": "listing",
                          "reason": [reason for _, reason in refused]}, columns=tables.SKIPPED.names)
 
 
 def collect(set_name: str, manifests: Sequence[str | os.PathLike], stores: Sequence[str | os.PathLike],
-            min_keypoints: int, folder: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Files of ``folder`` the listing set aside, images a manifest marked unusable (excluded everywhere),
-    and images with too few local features for the local branch to match them."""
+            min_keypoints: int, refused: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
+    """Files the listing set aside (``refused``: path and reason), images a manifest marked unusable
+    (excluded everywhere), and images with too few local features for the local branch to match them."""
     frame = tables.read_tables(manifests, tables.MANIFEST)
     bad = frame[frame.status != "ok"]
-    rows = [listed(set_name, folder)] if folder is not None else []
+    rows = [listed(set_name, refused)] if refused else []
     rows.append(pd.DataFrame({"set": set_name, "id": bad.id, "path": bad.path, "stage": "manifest",
                               "reason": bad.reason}))
     paths = dict(zip(frame.id, frame.path))

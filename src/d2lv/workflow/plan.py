@@ -20,7 +20,7 @@ from d2lv.descriptor.params import CheckpointParams, DescriptorStageParams, Head
 from d2lv.detect.params import DetectStageParams, TrainingParams, detector_weights
 from d2lv.io import isc
 from d2lv.io.images import FolderListing
-from d2lv.io.paths import write_path_list
+from d2lv.io.paths import write_path_list, write_refusal_list
 from d2lv.merge.params import CalibrationParams, MergeParams
 from d2lv.pdq.params import PdqStageParams
 from d2lv.synth import demo, layout
@@ -140,13 +140,20 @@ class Plan:
         """The file that names the feature stores of every reference shard that ``qset`` is verified against."""
         return f"{self.work}/shards/verified-{qset}.txt"
 
+    def refusal_list(self, set_name: str) -> str:
+        """The file that names what the listing of a user's set set aside, with the reason (skipped.csv's)."""
+        return f"{self.work}/shards/{set_name}/refused.json"
+
     def write_shard_lists(self) -> None:
         """Write the path lists the jobs read where they changed (a list's time changes only with its paths):
-        each shard's images, which its manifest job decodes (no job lists the folder), and the reference
-        stores each query set is verified against (one input for Snakemake instead of one per shard)."""
+        each shard's images, which its manifest job decodes (no job lists the folder), what each folder's
+        listing set aside, and the reference stores each query set is verified against (one input for
+        Snakemake instead of one per shard)."""
         for set_name in self.folders:
             for shard, paths in self.shards[set_name].items():
                 write_path_list(self.shard_list(set_name, shard), paths)
+        for set_name, listing in self.listings.items():
+            write_refusal_list(self.refusal_list(set_name), listing.refused)
         stores = f"{self.work}/features/{{set}}/{{shard}}.h5"
         for qset in self.query_sets:
             write_path_list(self.reference_store_list(qset), self.shard_files(stores, "references")
@@ -177,10 +184,6 @@ class Plan:
     def demo_images(self) -> list[str]:
         """Every image the demo rule writes."""
         return [str(path) for paths in demo.planned_demo_files(Path(self.demo_dir)).values() for path in paths]
-
-    def refused_inputs(self) -> list[str]:
-        """The files of the queries and references folders that are not decoded (skipped.csv lists them)."""
-        return [path for name in ("queries", "references") for path, _ in self.listings[name].refused]
 
     # ------------------------------------------------------------------ files per shard
 
