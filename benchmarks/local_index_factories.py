@@ -81,7 +81,8 @@ def main() -> None:
     print("| factory | lists | nprobe | bytes per reference | candidate recall (vs exact) | search s/query |")
     print("| --- | --- | --- | --- | --- | --- |")
     for factory, nlist, nprobe, size, found, seconds in rows:
-        print(f"| {factory} | {nlist} | {nprobe} | {size:,.0f} | {found:.4f} ({found / exact:.3f}) | {seconds:.3f} |")
+        versus = f" ({found / exact:.3f})" if args.exact else ""
+        print(f"| {factory} | {nlist} | {nprobe} | {size:,.0f} | {found:.4f}{versus} | {seconds:.3f} |")
 
 if __name__ == "__main__":
     main()

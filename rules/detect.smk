@@ -42,7 +42,7 @@ rule detect:
     resources:
         gpu=1,
     params:
-        options=d2lv_workflow.flags(config, BoxParams, DetectorParams),
+        options=d2lv_workflow.flags(config, BoxParams, DetectorParams, DecodeParams),
         config_dir=f"{WORK}/detect/ultralytics-config",
     shell:
         "d2lv detect --quiet {input.manifest:q} --weights {input.weights:q} -o {output.boxes:q}"

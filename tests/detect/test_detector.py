@@ -166,6 +166,16 @@ def test_detect_records_an_unreadable_image_as_no_box(detected):
     assert not (crops_dir / "broken.png").exists() and not (crops_dir / "broken" / "2.png").exists()
 
 
+def test_detect_decodes_under_the_runs_pixel_limit(weights, queries, offline, config_dir, tmp_path):
+    """The limit the manifest decoded a query under (decode.max_pixels), not the default: raised for large
+    scans, the detector must see them too."""
+    pasted = pd.DataFrame({"id": ["pasted"], "path": [str(queries[0])]})  # 640 x 480
+    found = {limit: detect(pasted, weights, tmp_path / str(limit), BoxParams(confidence=0.0), image_size=SIZE,
+                           device="cpu", progress=False, config_dir=config_dir, max_pixels=limit)[0]
+             for limit in (640 * 480, 640 * 480 - 1)}
+    assert found[640 * 480].cropped.all() and not found[640 * 480 - 1].cropped.any()
+
+
 def test_detect_crops_are_lossless_boxes_of_the_upright_image(detected, queries):
     boxes, crops, crops_dir = detected
     assert boxes.cropped.any()

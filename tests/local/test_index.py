@@ -44,6 +44,15 @@ def test_reference_numbers_put_the_shard_in_the_high_bits():
     assert (numbers & (2**index.ROW_BITS - 1)).tolist() == [0, 1, 2]
 
 
+def test_a_shard_added_in_batches_is_the_same_index(reference_store, monkeypatch):
+    sample = index.training_sample([reference_store], 50_000, seed=0)
+    trained = index.train_index(sample, "IVF4,Flat", len(sample))
+    whole = faiss.serialize_index(index.add_shard(trained, reference_store, 3))
+    monkeypatch.setattr(index, "ADD_BATCH", 100)
+    assert len(reference_store.descriptors) > 100
+    assert np.array_equal(faiss.serialize_index(index.add_shard(trained, reference_store, 3)), whole)
+
+
 def test_merged_index_holds_every_descriptor_in_lists_beside_it(merged, reference_store):
     path, catalogue = merged
     loaded = index.read_index(path)

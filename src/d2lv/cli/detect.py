@@ -10,6 +10,7 @@ from pathlib import Path
 from d2lv.cli.common import Subparsers, add_command
 from d2lv.detect.params import BoxParams, DetectorParams, TrainingParams
 from d2lv.errors import InputError
+from d2lv.io.images import DecodeParams
 
 
 def _train_detector(args: argparse.Namespace) -> None:
@@ -41,7 +42,8 @@ def _detect(args: argparse.Namespace) -> None:
     network, rule = DetectorParams.from_args(args), BoxParams.from_args(args)
     usable = manifest.read_manifest(args.manifest)
     found, crops = boxes.detect(usable, args.weights, args.crops_dir, rule, network.image_size, network.device,
-                                progress=not args.quiet, config_dir=args.config_dir or None)
+                                progress=not args.quiet, config_dir=args.config_dir or None,
+                                max_pixels=DecodeParams.from_args(args).max_pixels)
     tables.write_table(found, args.out, tables.BOXES)
     tables.write_table(crops, args.crops_manifest, tables.MANIFEST)
     print(f"copy region found in {found.query_id[found.cropped].nunique()} of {found.query_id.nunique()} queries "
@@ -74,3 +76,4 @@ def register(sub: Subparsers) -> None:
                    "ultralytics-config/ next to the crops folder)")
     BoxParams.add_arguments(p)
     DetectorParams.add_arguments(p)
+    DecodeParams.add_arguments(p)

@@ -24,7 +24,7 @@ from d2lv.detect import views
 from d2lv.detect.params import BoxParams, DetectorParams
 from d2lv.detect.runtime import offline_ultralytics, ultralytics_device
 from d2lv.io import tables
-from d2lv.io.images import Box, ImageError, box_iou, load_image
+from d2lv.io.images import DEFAULT_MAX_PIXELS, Box, ImageError, box_iou, load_image
 
 #: Boxes with a side shorter than this many pixels are rejected.
 MIN_BOX_SIDE = 8
@@ -102,6 +102,7 @@ def detect(
     progress: bool = True,
     config_dir: str | os.PathLike | None = None,
     batch_size: int = 16,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Find the copy regions of every image of a manifest (columns ``id``, ``path``) and crop them.
 
@@ -109,7 +110,8 @@ def detect(
     :func:`d2lv.io.images.load_image` gives it (EXIF orientation applied). Each kept box is
     cropped losslessly to ``crops_dir/<crop id>.png`` (:func:`d2lv.detect.views.crop_id`: the
     first box's crop is ``<id>.png``, the second's ``<id>/2.png``); stale crops of an image are
-    removed. An unreadable image gets no box. Every image is letterboxed to the same square
+    removed. An unreadable image (or one above ``max_pixels``, the limit the manifest decoded it under)
+    gets no box. Every image is letterboxed to the same square
     input, so that its boxes do not depend on the other images of its batch. Ultralytics'
     settings live in ``config_dir`` (default: ``ultralytics-config`` next to ``crops_dir``).
 
@@ -142,7 +144,7 @@ def detect(
     with tqdm(total=len(rows), desc="detect", unit="img", disable=not progress) as bar:
         for start in range(0, len(rows), batch_size):
             batch = rows[start:start + batch_size]
-            for (query_id, _), pixels, chosen in _detect_batch(model, batch, predict, rule):
+            for (query_id, _), pixels, chosen in _detect_batch(model, batch, predict, rule, max_pixels):
                 _remove_stale_crops(crops_dir, query_id)
                 box_rows.extend(_box_rows(query_id, chosen))
                 for rank, (box, _) in enumerate(chosen, start=1):
@@ -153,13 +155,13 @@ def detect(
 
 
 def _detect_batch(
-    model: object, batch: Sequence[tuple[str, str]], predict: dict[str, object], rule: BoxParams
+    model: object, batch: Sequence[tuple[str, str]], predict: dict[str, object], rule: BoxParams, max_pixels: int
 ) -> list[tuple[tuple[str, str], np.ndarray | None, list[tuple[Box, float]]]]:
     """Each row of ``batch`` with its pixels and chosen boxes (None and none if unreadable)."""
     loaded: list[np.ndarray | None] = []
     for _, path in batch:
         try:
-            loaded.append(load_image(path))
+            loaded.append(load_image(path, max_pixels))
         except ImageError:
             loaded.append(None)
     readable = [pixels for pixels in loaded if pixels is not None]

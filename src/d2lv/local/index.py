@@ -55,6 +55,8 @@ AUTO_LIST_LENGTH = 256
 HNSW_QUANTISER_FROM = 8_192
 #: Most lists ``auto`` chooses (a million lists at 256 descriptors each is 268M descriptors).
 AUTO_MAX_LISTS = 2 ** 20
+#: Descriptors :func:`add_shard` encodes at once (their float32 copy: 32 MB).
+ADD_BATCH = 65_536
 
 
 def auto_factory(n_descriptors: int, n_training: int) -> str:
@@ -126,10 +128,13 @@ def reference_numbers(shard: int, n_images: int) -> np.ndarray:
 
 
 def add_shard(trained: faiss.Index, store: FeatureStore, shard: int) -> faiss.Index:
-    """A copy of ``trained`` holding every descriptor of reference shard ``shard``, id = its image's number."""
+    """A copy of ``trained`` holding every descriptor of reference shard ``shard``, id = its image's number.
+
+    Descriptors are encoded :data:`ADD_BATCH` at a time, so the job's memory does not grow with the shard."""
     index = faiss.clone_index(trained)
-    numbers = reference_numbers(shard, len(store))
-    index.add_with_ids(dequantize(store.descriptors), numbers[store.owner(np.arange(len(store.descriptors)))])
+    numbers = reference_numbers(shard, len(store))[store.owner(np.arange(len(store.descriptors)))]
+    for start in range(0, len(numbers), ADD_BATCH):
+        index.add_with_ids(dequantize(store.descriptors[start:start + ADD_BATCH]), numbers[start:start + ADD_BATCH])
     return index
 
 
