@@ -84,5 +84,6 @@ def main() -> None:
         versus = f" ({found / exact:.3f})" if args.exact else ""
         print(f"| {factory} | {nlist} | {nprobe} | {size:,.0f} | {found:.4f}{versus} | {seconds:.3f} |")
 
+
 if __name__ == "__main__":
     main()

@@ -28,7 +28,7 @@ def read_path_list(path: str | os.PathLike) -> list[str]:
 
 def write_refusal_list(path: str | os.PathLike, refused: Iterable[tuple[str, str]]) -> bool:
     """Write the ``(path, reason)`` pairs unless ``path`` holds them already; returns whether it wrote."""
-    return write_if_changed(path, json.dumps([[item, reason] for item, reason in refused], indent=0) + "\n")
+    return write_if_changed(path, json.dumps(list(refused), indent=0) + "\n")
 
 
 def read_refusal_list(path: str | os.PathLike) -> list[tuple[str, str]]:
