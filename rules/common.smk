@@ -1,6 +1,8 @@
 # The run's plan (d2lv.workflow.Plan): sets, shards, query views and the files each rule reads, built once
 # from the config. Rules read it; the input functions below only hand it their wildcards.
 
+import json
+
 from d2lv import workflow as d2lv_workflow
 from d2lv.bench.params import BaselineParams, CnnBaselineParams
 from d2lv.descriptor.params import (

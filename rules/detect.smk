@@ -39,6 +39,8 @@ rule detect:
         f"{RESULTS}/benchmarks/detect/{{qset}}/{{shard}}.tsv"
     conda:
         "../envs/d2lv.yaml"
+    # torch runs a query's networks on two threads whatever the job is given (d2lv.device.QUERY_TORCH_THREADS)
+    threads: 2
     resources:
         gpu=1,
     params:

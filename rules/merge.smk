@@ -65,3 +65,24 @@ rule matches:
         "d2lv matches --quiet --local {input.local:q} --crop {input.crop:q} --global {input.global_:q} --pdq {input.pdq:q}"
         " --scores {input.scores:q} --boxes {input.boxes:q} {params.options} {params.model} -o {output.csv:q}"
         " --parquet {output.parquet:q} 2> {log:q}"
+
+
+rule collection:
+    """What `d2lv query` and `d2lv serve` load: the query side's indexes and models, and the run's config."""
+    input:
+        **PLAN.collection_inputs(),
+    output:
+        f"{RESULTS}/collection.json",
+    log:
+        f"{LOGS}/collection.log",
+    conda:
+        "../envs/d2lv.yaml"
+    params:
+        results=RESULTS,
+        config=json.dumps(config, sort_keys=True),
+    shell:
+        "d2lv collection --results {params.results:q} --config-json {params.config:q} --index {input.index:q}"
+        " --lists {input.lists:q} --catalogue {input.catalogue:q} --stores {input.stores:q}"
+        " --manifests {input.manifests:q} --descriptors {input.descriptors:q} --whitening {input.whitening:q}"
+        " --background {input.background:q} --pdq {input.pdq:q} --model {input.model:q}"
+        " --detector {input.detector:q} --checkpoint {input.checkpoint:q} --head {input.head:q} 2> {log:q}"

@@ -30,12 +30,12 @@ def test_every_subpackage_says_what_it_is_for():
 
 
 #: Each subpackage's layer: a module imports only from lower layers or its own subpackage, so the
-#: dependencies point one way (io <- stages <- merge <- evaluation/report <- bench/synth <- configuration
+#: dependencies point one way (io <- stages <- merge <- evaluation/report <- query <- bench/synth <- configuration
 #: <- cli/workflow); options (which names the config key of a bad value) stands on errors.
 LAYERS = {
     "errors": 0, "options": 0.5, "device": 0, "io": 1,
     "local": 2, "descriptor": 2, "detect": 2, "pdq": 2,
-    "merge": 3, "evaluation": 4, "report": 5, "bench": 6, "synth": 7, "configuration": 7.5,
+    "merge": 3, "evaluation": 4, "report": 5, "query": 5.5, "bench": 6, "synth": 7, "configuration": 7.5,
     "workflow": 8, "cli": 8,
 }
 

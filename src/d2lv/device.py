@@ -15,6 +15,13 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda")
 
 
+#: Threads torch runs a query's networks with (the detector; the descriptor of a query set), in the workflow and
+#: in ``d2lv query`` alike, whatever the machine: convolutions sum in another order on one thread than on
+#: several (which agree with each other), so a query's boxes and descriptor would otherwise depend on the
+#: cores a job was given.
+QUERY_TORCH_THREADS = 2
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"``: CUDA when available, else CPU. A requested but unavailable CUDA
     device falls back to CPU with a warning."""

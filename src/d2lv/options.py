@@ -104,6 +104,10 @@ class Options:
             flags = cls.option_flags(field)
             if any(flag in parser._option_string_actions for flag in flags):
                 continue
+            clash = [action.option_strings for action in parser._actions if action.dest == field.name]
+            if clash:  # two options writing one attribute: the last given would set both groups' field
+                raise ValueError(f"{cls.__name__}.{field.name} ({', '.join(flags)}) shares its attribute with "
+                                 f"{', '.join(clash[0])}: rename the field")
             help_text = f"{field.metadata['help']} (default: {field.default}; config {cls.config_key(field)})"
             if isinstance(field.default, bool):
                 group.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction,

@@ -8,13 +8,14 @@ import importlib
 import pkgutil
 import shlex
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
 
 import d2lv
 from d2lv import cli, workflow
-from d2lv.options import Options
+from d2lv.options import Options, option
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -106,7 +107,7 @@ def test_todays_option_strings_are_still_accepted():
     args = parser.parse_args(["local-recall", "--index", "i", "--catalogue", "c", "--queries", "q", "-o", "o",
                               "--single-min-votes", "4",
                               "--single-max-distance", "0.3"])
-    assert (args.min_votes, args.max_mean_distance) == (4, 0.3)
+    assert (args.single_min_votes, args.single_max_mean_distance) == (4, 0.3)
     args = parser.parse_args(["verify", "--pairs", "p", "--queries", "q", "--references", "r", "-o", "o",
                               "--no-mirror"])
     assert args.mirrored is False
@@ -117,3 +118,30 @@ def test_a_d2lv_error_is_one_line_with_the_subcommand_and_exit_code_2(tmp_path, 
     assert cli.main(["sift", "--quiet", str(tmp_path / "missing.parquet"), "-o", str(out)]) == 2
     message = capsys.readouterr().err.strip()
     assert message.startswith("d2lv sift: error: ") and "\n" not in message
+
+
+def test_two_groups_options_never_write_one_attribute():
+    """local-recall takes --min-votes (recall) and --single-min-votes (the single rule): each sets its own
+    field (they once shared one attribute, and the later flag on a rule's command line set both)."""
+    from d2lv.cli import build_parser
+    from d2lv.local.params import RecallParams, SingleCandidateRule
+
+    args = build_parser().parse_args(["local-recall", "--index", "i", "--catalogue", "c", "--queries", "q",
+                                      "-o", "o", "--min-votes=2", "--single-min-votes=7"])
+    assert RecallParams.from_args(args).min_votes == 2
+    assert SingleCandidateRule.from_args(args).single_min_votes == 7
+
+
+@dataclasses.dataclass(frozen=True)
+class _Clashing(Options):
+    section: ClassVar[str] = "other"
+    min_votes: int = option(1, "a field named like RecallParams'", flags=("--other-min-votes",))
+
+
+def test_a_field_sharing_another_groups_attribute_is_refused():
+    from d2lv.local.params import RecallParams
+
+    parser = argparse.ArgumentParser()
+    RecallParams.add_arguments(parser)
+    with pytest.raises(ValueError, match="shares its attribute"):
+        _Clashing.add_arguments(parser)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 from d2lv.descriptor import search, store, whitening
@@ -110,3 +111,46 @@ def test_shards_whitened_once_give_the_search_and_export_of_whitening_on_the_fly
     _, raw_references = store.read_descriptors([r0, r1], "reference")
     with h5py.File(tmp_path / "isc.h5", "r") as h5:
         np.testing.assert_allclose(h5["reference"][:], whitening.read_whitening(w).apply(raw_references), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def random_set() -> dict[str, np.ndarray]:
+    """600 queries, 2,000 references: random 256-d unit vectors."""
+    rng = np.random.default_rng(1)
+    return {"queries": unit_vectors(600, rng, 256), "references": unit_vectors(2000, rng, 256)}
+
+
+def ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i:04d}" for i in range(n)]
+
+
+def test_search_finds_the_exact_topk(random_set):
+    queries, references = random_set["queries"], random_set["references"]
+    pairs = search.search(ids("q", 600), queries, ids("r", 2000), references, topk=5, progress=False)
+    assert list(pairs.columns) == tables.SIMILARITY_PAIRS.names and pairs.similarity.dtype == np.float32
+    similarity = queries.astype(np.float64) @ references.T.astype(np.float64)
+    best = np.argsort(-similarity, axis=1, kind="stable")[:, :5]
+    pairs = pairs.sort_values(["query_id", "rank"])
+    np.testing.assert_array_equal(pairs.reference_id.to_numpy().reshape(600, 5), np.asarray(ids("r", 2000))[best])
+    np.testing.assert_allclose(pairs.similarity.to_numpy().reshape(600, 5),
+                               np.take_along_axis(similarity, best, axis=1), atol=1e-6)
+    assert (pairs["rank"].to_numpy().reshape(600, 5) == np.arange(1, 6)).all()
+
+
+def test_a_query_searched_alone_gets_the_pairs_and_bits_it_gets_in_a_batch(random_set):
+    queries, references = random_set["queries"], random_set["references"]
+    query_ids, reference_ids = ids("q", 600), ids("r", 2000)
+    batch = search.search(query_ids, queries, reference_ids, references, topk=5, progress=False)
+    by_query = dict(iter(batch.groupby("query_id")))
+    for i, query_id in enumerate(query_ids):
+        alone = search.search([query_id], queries[i:i + 1], reference_ids, references, topk=5, progress=False)
+        pd.testing.assert_frame_equal(alone, by_query[query_id].reset_index(drop=True), check_exact=True)
+
+
+def test_a_querys_background_similarity_alone_has_the_bits_of_the_batch(random_set):
+    queries, background = random_set["queries"], random_set["references"]
+    batch = search.kth_background_similarity(queries, background, k=3)
+    assert batch.dtype == np.float32
+    np.testing.assert_allclose(batch, np.sort(queries @ background.T, axis=1)[:, -3], atol=1e-6)
+    for i in range(len(queries)):
+        assert np.array_equal(search.kth_background_similarity(queries[i:i + 1], background, k=3), batch[i:i + 1])

@@ -71,3 +71,13 @@ def test_background_normalisation_subtracts_each_querys_kth_background_similarit
     np.testing.assert_allclose(out.similarity, [0.4, 0.6, 0.3], atol=1e-6)
     with pytest.raises(ValueError, match="background_k"):
         search.kth_background_similarity(queries, bg[:1], k=2)
+
+
+def test_a_descriptor_whitened_alone_gets_the_bits_it_gets_in_a_batch():
+    rng = np.random.default_rng(0)
+    fitted = whitening.fit_whitening(rng.normal(size=(1500, 1280)), dim=256)
+    rows = rng.normal(size=(700, 1280)).astype(np.float32)
+    batch = fitted.apply(rows)
+    assert batch.dtype == np.float32 and batch.shape == (700, 256)
+    for i in range(len(rows)):
+        assert np.array_equal(fitted.apply(rows[i:i + 1])[0], batch[i]), f"row {i}"

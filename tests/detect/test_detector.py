@@ -15,11 +15,11 @@ from PIL import Image
 
 from d2lv import cli
 from d2lv.detect import runtime
-from d2lv.detect.boxes import detect
+from d2lv.detect.boxes import Detector, detect
 from d2lv.detect.params import SHIPPED_WEIGHTS, BoxParams
-from d2lv.detect.views import crop_id
 from d2lv.io import manifest, tables
 from d2lv.io.images import ImageError, box_iou, load_image
+from d2lv.io.views import crop_id
 from d2lv.synth.detector_set import paste_on_canvas
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina")
@@ -139,8 +139,8 @@ def detected(weights, queries, offline, config_dir, tmp_path_factory) -> tuple[p
     (crops_dir / "broken").mkdir()
     (crops_dir / "broken" / "2.png").write_bytes(b"a stale second crop")
     frame = pd.DataFrame({"id": [p.stem for p in queries], "path": [str(p) for p in queries]})
-    boxes, crops = detect(frame, weights, crops_dir, BoxParams(confidence=0.0), image_size=SIZE, device="cpu",
-                          progress=False, config_dir=config_dir)
+    detector = Detector(weights, config_dir, BoxParams(confidence=0.0), image_size=SIZE, device="cpu")
+    boxes, crops = detect(frame, detector, crops_dir, progress=False)
     return boxes, crops, crops_dir
 
 
@@ -170,8 +170,8 @@ def test_detect_decodes_under_the_runs_pixel_limit(weights, queries, offline, co
     """The limit the manifest decoded a query under (decode.max_pixels), not the default: raised for large
     scans, the detector must see them too."""
     pasted = pd.DataFrame({"id": ["pasted"], "path": [str(queries[0])]})  # 640 x 480
-    found = {limit: detect(pasted, weights, tmp_path / str(limit), BoxParams(confidence=0.0), image_size=SIZE,
-                           device="cpu", progress=False, config_dir=config_dir, max_pixels=limit)[0]
+    detector = Detector(weights, config_dir, BoxParams(confidence=0.0), image_size=SIZE, device="cpu")
+    found = {limit: detect(pasted, detector, tmp_path / str(limit), progress=False, max_pixels=limit)[0]
              for limit in (640 * 480, 640 * 480 - 1)}
     assert found[640 * 480].cropped.all() and not found[640 * 480 - 1].cropped.any()
 
@@ -241,7 +241,7 @@ def pasted_copies(tmp_path_factory) -> tuple[pd.DataFrame, np.ndarray]:
 def test_shipped_detector_finds_copies_of_photos_it_never_saw(pasted_copies, offline, config_dir, tmp_path):
     assert SHIPPED_WEIGHTS.is_file() and SHIPPED_WEIGHTS.stat().st_size < 10_000_000
     frame, truth = pasted_copies
-    boxes, _ = detect(frame, SHIPPED_WEIGHTS, tmp_path / "crops", device="cpu", progress=False, config_dir=config_dir)
+    boxes, _ = detect(frame, Detector(SHIPPED_WEIGHTS, config_dir, device="cpu"), tmp_path / "crops", progress=False)
     found = boxes.drop_duplicates("query_id").set_index("query_id").loc[frame.id]  # each query's first box
     iou = box_iou(truth, found[["x0", "y0", "x1", "y1"]].astype(float).fillna(0).to_numpy())
     assert (found.cropped.to_numpy() & (iou >= 0.5)).sum() >= len(frame) - 1, dict(zip(frame.id, iou.round(2)))
@@ -255,9 +255,10 @@ def test_a_querys_boxes_do_not_depend_on_the_other_images_of_its_batch(pasted_co
     odd = tmp_path / "odd.jpg"
     Image.fromarray(skimage.data.astronaut()[:300]).save(odd)
     mixed = pd.concat([frame, pd.DataFrame({"id": ["odd"], "path": [str(odd)]})], ignore_index=True)
-    alone, _ = detect(frame, SHIPPED_WEIGHTS, tmp_path / "a", device="cpu", progress=False, config_dir=config_dir)
-    beside, _ = detect(mixed, SHIPPED_WEIGHTS, tmp_path / "b", device="cpu", progress=False, config_dir=config_dir)
-    pd.testing.assert_frame_equal(alone, beside[beside.query_id != "odd"].reset_index(drop=True))
+    detector = Detector(SHIPPED_WEIGHTS, config_dir, device="cpu")
+    alone, _ = detect(frame, detector, tmp_path / "a", progress=False)
+    beside, _ = detect(mixed, detector, tmp_path / "b", progress=False)
+    pd.testing.assert_frame_equal(alone, beside[beside.query_id != "odd"].reset_index(drop=True), check_exact=True)
 
 
 def test_training_goes_on_from_the_shipped_detector_by_default(weights):

@@ -412,3 +412,32 @@ def test_a_file_name_with_a_line_break_is_set_aside_saying_so(tmp_path):
     listing = list_folder(tmp_path)
     assert listing.images == [str(tmp_path / "ok.jpg")]
     assert listing.refused == [(str(tmp_path / "two\nlines.jpg"), "file name holds a line break: rename the file")]
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_an_upload_decodes_to_the_pixels_of_its_file(tmp_path, chelsea, orientation):
+    """``d2lv serve`` decodes the request body as the workflow decodes the file (EXIF orientation applied)."""
+    from d2lv.io.images import decode_image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "upload.jpg"
+    Image.fromarray(chelsea).save(path, quality=90, exif=exif)
+    np.testing.assert_array_equal(decode_image(path.read_bytes()), load_image(path))
+
+
+@pytest.mark.parametrize("body, words", [(b"", "empty file"), (b"GIF89a not really", "unreadable image")])
+def test_a_bad_upload_is_an_image_error(body, words):
+    from d2lv.io.images import decode_image
+
+    with pytest.raises(ImageError, match=words):
+        decode_image(body)
+
+
+def test_an_upload_over_the_pixel_limit_is_a_decompression_bomb(tmp_path, chelsea):
+    from d2lv.io.images import decode_image
+
+    path = tmp_path / "big.png"
+    Image.fromarray(chelsea).save(path)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        decode_image(path.read_bytes(), max_pixels=chelsea.shape[0] * chelsea.shape[1] - 1)

@@ -55,3 +55,30 @@ def test_a_store_of_many_shards_reads_images_lazily_with_few_files_open(photos, 
         np.testing.assert_array_equal(a.keypoints, b.keypoints)
         assert len(lazy._open) <= 2
     assert "descriptors" not in lazy.__dict__, "get() did not load the whole store"
+
+
+def test_a_store_held_in_memory_reads_as_the_written_one(photos, tmp_path):
+    """One query's views, never written (`d2lv query`): ids, sizes, offsets and rows as from the file."""
+    features = [store.ImageFeatures(name, *photos[name].shape[1::-1], *extract(photos[name], SiftParams()))
+                for name in ("chelsea", "coffee")]
+    store.write_store(tmp_path / "q.h5", features, {"short_side": 300})
+    written = store.FeatureStore(tmp_path / "q.h5")
+    held = store.FeatureStore.from_features(features, {"short_side": 300})
+    assert held.ids == written.ids and held.attrs == written.attrs
+    np.testing.assert_array_equal(held.sizes, written.sizes)
+    np.testing.assert_array_equal(held.offsets, written.offsets)
+    np.testing.assert_array_equal(held.descriptors, written.descriptors)
+    np.testing.assert_array_equal(held.get("coffee").keypoints, written.get("coffee").keypoints)
+
+
+def test_a_store_held_open_reads_its_files_after_a_run_replaces_them(reference_store, tmp_path):
+    """A serving collection holds its reference shards open: a rerun that replaces a file (a new inode, as
+    every d2lv write does) does not change what it reads."""
+    chelsea = reference_store.get("chelsea")
+    path = tmp_path / "refs.h5"
+    store.write_store(path, [chelsea], {"short_side": 300})
+    held = store.FeatureStore(path)
+    held.hold_open()
+    store.write_store(path, [store.ImageFeatures("other", 5, 5, chelsea.keypoints[:3], chelsea.descriptors[:3])],
+                      {"short_side": 300})
+    np.testing.assert_array_equal(held.get("chelsea").descriptors, chelsea.descriptors)

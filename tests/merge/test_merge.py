@@ -220,3 +220,25 @@ def test_fit_refuses_labels_without_positives(calibrated_run):
     pairs = output.pair_features(candidates, tables.read_tables([calibrated_run / "scores.parquet"], tables.SCORES))
     with pytest.raises(ValueError, match="merge.mode: sum"):
         scoring.fit_calibrated(pairs, np.zeros(len(pairs), bool))
+
+
+def test_a_querys_pairs_scored_alone_get_the_logits_they_get_in_a_batch():
+    rng = np.random.default_rng(0)
+    n = 600
+    pairs = pd.DataFrame({
+        "query_id": rng.integers(0, 150, n).astype(str),
+        "global_similarity": np.where(rng.random(n) < 0.3, np.nan, rng.random(n)),
+        "local_votes": rng.integers(0, 60, n).astype(float),
+        "verify_local_n_inliers": rng.integers(0, 100, n).astype(float),
+        "verify_local_n_matches": rng.integers(0, 200, n).astype(float),
+        "verify_local_crop_n_inliers": rng.integers(0, 100, n).astype(float),
+        "pdq_hamming": rng.integers(0, 128, n).astype(float),
+        "pdq_quality": rng.integers(0, 101, n).astype(float),
+    })
+    names, x = scoring.design_matrix(pairs)
+    model = scoring.CalibratedMerge(names, x.mean(axis=0).tolist(), (x.std(axis=0) + 1.0).tolist(),
+                                    rng.normal(size=len(names)).tolist(), 0.3, 1, 1)
+    batch = model.logit(pairs)
+    for query in pairs.query_id.unique():
+        rows = (pairs.query_id == query).to_numpy()
+        assert np.array_equal(model.logit(pairs[rows].reset_index(drop=True)), batch[rows]), query

@@ -92,12 +92,14 @@ def test_demo_runs_end_to_end_and_reruns_only_what_changed(tmp_path):
     assert pictures and all(name in html for name in ["pr_curve.png", "metrics.csv", *pictures])
 
     assert planned_jobs(work) == {}
-    # a new ratio: every query view of both query sets is verified again
+    # a new ratio: every query view of both query sets is verified again, and the collection takes the new
+    # settings and model (a new version)
     workdir_with_config(tmp_path, {"local": {"verify": {"ratio": 0.7}}})
     assert planned_jobs(work) == {"verify": 4, "fit_merge": 1, "matches": 1, "evaluate": 1,
-                                  "report_figures": 1, "all": 1}
+                                  "report_figures": 1, "collection": 1, "all": 1}
     workdir_with_config(tmp_path, {"merge": {"regularisation": 0.5}})  # refitting reruns only the merge
-    assert planned_jobs(work) == {"fit_merge": 1, "matches": 1, "evaluate": 1, "report_figures": 1, "all": 1}
+    assert planned_jobs(work) == {"fit_merge": 1, "matches": 1, "evaluate": 1, "report_figures": 1,
+                                  "collection": 1, "all": 1}
 
 
 @pytest.fixture
@@ -155,7 +157,8 @@ def test_user_folders_with_bad_files_and_one_added_reference(tmp_path, user_sets
     assert jobs == {"local_merge": 1, "local_recall": 2 * query_shards, "verify": 2 * query_shards,
                     "descriptor_gather": 1, "descriptor_search": query_shards, "descriptor_export": 1,
                     "pdq_gather": 1, "pdq_search": query_shards, "pdq_export": 1,
-                    "fit_merge": 1, "matches": 1, "skipped": 1, "evaluate": 1, "report_figures": 1, "all": 1}
+                    "fit_merge": 1, "matches": 1, "skipped": 1, "evaluate": 1, "report_figures": 1,
+                    "collection": 1, "all": 1}
     # ... and no training: the index, the detector, the whitening and the calibration copies stay.
 
 

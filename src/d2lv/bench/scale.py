@@ -23,9 +23,9 @@ import yaml
 
 from d2lv import workflow
 from d2lv.bench.systems import read_stage_timings
-from d2lv.detect.views import query_of
 from d2lv.io import isc, tables
 from d2lv.io.isc import GROUND_TRUTH_FILE, QUERY_DIR, REFERENCE_DIR
+from d2lv.io.views import query_of
 from d2lv.local.params import RecallParams
 
 QUERY_SETS = ("queries", "queries_crops")

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from d2lv import __version__
-from d2lv.cli import bench, config, descriptor, detect, evaluation, local, manifest, merge, pdq, report, synth
+from d2lv.cli import bench, config, descriptor, detect, evaluation, local, manifest, merge, pdq, query, report, synth
 from d2lv.errors import D2lvError
 
-STAGES = (manifest, detect, local, descriptor, pdq, merge, evaluation, report, synth, bench, config)
+STAGES = (manifest, detect, local, descriptor, pdq, merge, query, evaluation, report, synth, bench, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,6 +62,31 @@ def _bench_scale(args: argparse.Namespace) -> None:
     print(table.to_string(index=False), file=sys.stderr)
 
 
+def _bench_images(args: argparse.Namespace) -> list[Path]:
+    """The first ``--count`` query images (sorted by path), from a folder."""
+    from d2lv.io.images import list_folder
+
+    images = [Path(p) for p in list_folder(args.queries).images][:args.count]
+    if not images:
+        raise D2lvError(f"no images in {args.queries}")
+    return images
+
+
+def _bench_query(args: argparse.Namespace) -> None:
+    from d2lv.bench import serving
+
+    result = serving.bench_query(args.collection, _bench_images(args), progress=not args.quiet)
+    print(serving.write_results(args.out, "query", result).read_text(), file=sys.stderr)
+
+
+def _bench_serve(args: argparse.Namespace) -> None:
+    from d2lv.bench import serving
+
+    result = serving.bench_serve(args.collection, _bench_images(args), args.clients, args.requests,
+                                 args.memory_at, args.workers, progress=not args.quiet)
+    print(serving.write_results(args.out, "serve", result).read_text(), file=sys.stderr)
+
+
 def _bench_pdq_match(args: argparse.Namespace) -> None:
     from d2lv.io import tables
     from d2lv.pdq import hashes
@@ -207,10 +232,32 @@ def _add_report(steps: Subparsers) -> None:
     p.add_argument("-o", "--out", required=True, help="report folder")
 
 
+def _add_serving(steps: Subparsers) -> None:
+    p = add_command(steps, "query", _bench_query, "one image's latency against a built collection (median, p95, "
+                    "start-up), and whether its rows equal the run's matches.parquet")
+    _add_collection_options(p)
+    p = add_command(steps, "serve", _bench_serve, "d2lv serve under concurrent clients: errors, latency, and the "
+                    "server's memory after many requests")
+    _add_collection_options(p)
+    p.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    p.add_argument("--requests", type=int, default=50, help="requests per client")
+    p.add_argument("--memory-at", type=int, nargs="*", default=[100, 1000],
+                   help="request counts at which the server's RSS is read (requests beyond the concurrent ones are "
+                   "sent one at a time)")
+    p.add_argument("--workers", type=int, default=2, help="d2lv serve --workers")
+
+
+def _add_collection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--collection", required=True, metavar="OUT", help="results folder of a finished run")
+    p.add_argument("--queries", required=True, help="folder of query images (the run's, for the comparison)")
+    p.add_argument("--count", type=int, default=200, help="query images to use (the first, by path)")
+    p.add_argument("-o", "--out", required=True, help="folder for query.json / serve.json")
+
+
 def register(sub: Subparsers) -> None:
     bench = sub.add_parser("bench", help="benchmark: build a DISC21-style set, run every system, report",
                            description="Build a benchmark from real photos and compare d2lv with baselines "
                            "(`d2lv bench make`, then `d2lv bench run`).")
     steps = bench.add_subparsers(title="bench steps", metavar="STEP", required=True)
-    for add in (_add_make, _add_make_hard, _add_run, _add_scale, _add_pdq, _add_report):
+    for add in (_add_make, _add_make_hard, _add_run, _add_scale, _add_serving, _add_pdq, _add_report):
         add(steps)

@@ -32,6 +32,7 @@ from d2lv.descriptor.params import (
     TrainParams,
     WhiteningParams,
 )
+from d2lv.device import QUERY_TORCH_THREADS
 from d2lv.io.images import DecodeParams
 
 
@@ -44,42 +45,46 @@ def _descriptor_extract(args: argparse.Namespace) -> None:
     crops = manifest.read_manifest(args.crops) if args.crops else None
     primary = usable if crops is None else usable.assign(
         path=usable.id.map(crops.set_index("id").path).fillna(usable.path))
+    query_set = ISC_SET[args.set] == "query"
     model = extract.DescriptorModel(params.backbone, CheckpointParams.from_args(args).checkpoint or None,
                                     device=params.device, image_size=params.image_size or None,
-                                    threads=args.threads, head=HeadParams.from_args(args).head_file())
+                                    threads=QUERY_TORCH_THREADS if query_set else args.threads,
+                                    head=HeadParams.from_args(args).head_file())
     max_pixels = DecodeParams.from_args(args).max_pixels
-    describe = functools.partial(model.extract, batch_size=args.batch_size or None, progress=not args.quiet,
+    batch_size = args.batch_size or (extract.QUERY_BATCH_SIZE if query_set else None)
+    describe = functools.partial(model.extract, batch_size=batch_size, progress=not args.quiet,
                                  max_pixels=max_pixels)
-    grid = RegionParams.from_args(args).regions if ISC_SET[args.set] == "query" else 0
-    regions = _describe_regions(describe, usable, primary, crops, grid, max_pixels, args.quiet) if grid else None
+    grid = RegionParams.from_args(args).regions if query_set else 0
+    regions = _describe_regions(describe, usable, crops, grid, max_pixels, args.quiet) if grid else None
     store.write_descriptor_shard(args.out, ISC_SET[args.set], list(primary.id), describe(list(primary.path)),
                                  model.attrs, regions)
 
 
-#: Queries whose grid cells are cut and described together (their cells are held in memory meanwhile).
+#: Queries whose regions are cut and described together (their images are held in memory meanwhile).
 REGION_CHUNK = 64
 
 
-def _describe_regions(describe: Callable, usable: pd.DataFrame, primary: pd.DataFrame, crops: pd.DataFrame | None,
-                      grid: int, max_pixels: int, quiet: bool) -> tuple[list[str], np.ndarray]:
-    """Every view of the queries that their first descriptor is not of (the whole image of a cropped query, its
-    further crops) and the cells of a ``grid x grid`` grid over each whole query (:mod:`d2lv.descriptor.regions`).
-    """
+def _describe_regions(describe: Callable, usable: pd.DataFrame, crops: pd.DataFrame | None, grid: int,
+                      max_pixels: int, quiet: bool) -> tuple[list[str], np.ndarray]:
+    """Every region of the queries (:func:`d2lv.descriptor.regions.region_views`): their views besides the
+    one their first descriptor is of, and the cells of a ``grid x grid`` grid over each whole query."""
     from tqdm import tqdm
 
     from d2lv.descriptor import regions
+    from d2lv.io import views
     from d2lv.io.images import load_image
 
-    views = usable[usable.path != primary.path].assign(id=lambda f: f.id + "/whole")
-    if crops is not None:
-        views = pd.concat([views, crops[crops.id.str.contains("/", regex=False)]])
-    ids, vectors = list(views.id), [describe(list(views.path))]
+    by_query: dict[str, list[tuple[str, str]]] = {}
+    for crop in [] if crops is None else crops.itertuples():
+        by_query.setdefault(views.query_of(crop.id), []).append((crop.id, crop.path))
+    ids, vectors = [], [describe([])]
     for start in tqdm(range(0, len(usable), REGION_CHUNK), desc="query regions", unit="chunk", disable=quiet):
-        chunk = usable.iloc[start:start + REGION_CHUNK]
-        cells = [cell for row in chunk.itertuples()
-                 for cell in regions.grid_regions(row.id, load_image(row.path, max_pixels), grid)]
-        ids += [region_id for region_id, _ in cells]
-        vectors.append(describe([image for _, image in cells]) if cells else vectors[0][:0])
+        found = []
+        for row in usable.iloc[start:start + REGION_CHUNK].itertuples():
+            query_crops = [(crop_id, load_image(path, max_pixels)) for crop_id, path in by_query.get(row.id, [])]
+            found += regions.region_views(row.id, load_image(row.path, max_pixels), query_crops, grid)
+        ids += [region_id for region_id, _ in found]
+        vectors.append(describe([image for _, image in found]))
     return ids, np.concatenate(vectors)
 
 
@@ -178,27 +183,20 @@ def _descriptor_gather(args: argparse.Namespace) -> None:
 
 def _descriptor_search(args: argparse.Namespace) -> None:
     from d2lv.descriptor import search, store, whitening
-    from d2lv.detect import views
     from d2lv.io import tables
 
-    background = BackgroundParams.from_args(args)
     query_ids, queries = store.read_descriptors(args.queries, "query")
     region_ids, regions = store.read_regions(args.queries)
-    if region_ids:  # search every region of a query: each reference keeps its best (rank_pairs below)
-        query_ids, queries = query_ids + region_ids, np.concatenate([queries, regions])
     reference_ids, references = store.read_descriptors(args.references, "reference")
-    _, background_set = store.read_descriptors(args.background, "reference") if args.background else ([], None)
+    _, background = store.read_descriptors(args.background, "reference") if args.background else ([], None)
     if args.whitening:
         fitted = whitening.read_whitening(args.whitening)
         queries, references = fitted.apply(queries), fitted.apply(references)
-        background_set = fitted.apply(background_set) if background_set is not None else None
-    topk = SearchParams.from_args(args).topk
-    pairs = search.search(query_ids, queries, reference_ids, references, topk, progress=not args.quiet)
-    if background_set is not None:
-        offsets = search.kth_background_similarity(queries, background_set, background.background_k)
-        pairs = search.normalise(pairs, query_ids, offsets, background.background_beta)
-    if region_ids:
-        pairs = search.rank_pairs(pairs.assign(query_id=pairs.query_id.map(views.query_of)), topk)
+        regions = fitted.apply(regions) if region_ids else regions
+        background = fitted.apply(background) if background is not None else None
+    pairs = search.query_candidates(query_ids, queries, region_ids, regions, reference_ids, references,
+                                    SearchParams.from_args(args).topk, background, BackgroundParams.from_args(args),
+                                    progress=not args.quiet)
     tables.write_table(pairs, args.out, tables.SIMILARITY_PAIRS)
 
 
@@ -217,7 +215,9 @@ def _add_extract(sub: Subparsers) -> None:
     p.add_argument("-o", "--out", required=True, help="descriptors .h5 (ISC layout, one set)")
     p.add_argument("--crops", help="crops manifest .parquet (d2lv detect): describe these crops instead of "
                    "the whole images they were cut from")
-    p.add_argument("--batch-size", type=int, default=0, help="images per forward pass (0: 8 on CPU, 128 on CUDA)")
+    p.add_argument("--batch-size", type=int, default=0, help="images per forward pass (0: one for a query set, so "
+                   "that a query's descriptor is the one `d2lv query` computes for it alone; 8 on CPU, 128 on CUDA "
+                   "for references)")
     add_threads(p, "torch")
     for group in (BackboneParams, CheckpointParams, HeadParams, RegionParams, DecodeParams):
         group.add_arguments(p)

@@ -41,8 +41,9 @@ def _detect(args: argparse.Namespace) -> None:
 
     network, rule = DetectorParams.from_args(args), BoxParams.from_args(args)
     usable = manifest.read_manifest(args.manifest)
-    found, crops = boxes.detect(usable, args.weights, args.crops_dir, rule, network.image_size, network.device,
-                                progress=not args.quiet, config_dir=args.config_dir or None,
+    config_dir = args.config_dir or Path(args.crops_dir).resolve().parent / "ultralytics-config"
+    detector = boxes.Detector(args.weights, config_dir, rule, network.image_size, network.device, quiet=args.quiet)
+    found, crops = boxes.detect(usable, detector, args.crops_dir, progress=not args.quiet,
                                 max_pixels=DecodeParams.from_args(args).max_pixels)
     tables.write_table(found, args.out, tables.BOXES)
     tables.write_table(crops, args.crops_manifest, tables.MANIFEST)

@@ -87,13 +87,12 @@ def _local_merge(args: argparse.Namespace) -> None:
 
 
 def _local_recall(args: argparse.Namespace) -> None:
-    from d2lv.device import faiss_gpus
     from d2lv.io import tables
     from d2lv.local import index, recall, store
 
     set_faiss_threads(args.threads)
     candidates, rule = CandidateParams.from_args(args), SingleCandidateRule.from_args(args)
-    merged = index.on_gpus(index.read_index(args.index), faiss_gpus(IndexDevice.from_args(args).device))
+    merged = index.open_merged(args.index, IndexDevice.from_args(args).device)
     catalogue = tables.read_tables([args.catalogue], tables.CATALOGUE)
     pairs = recall.search_index(merged, catalogue, store.FeatureStore(args.queries), RecallParams.from_args(args),
                                 recall.pairs_to_keep(candidates.topk, candidates.mode), progress=not args.quiet)
@@ -102,8 +101,7 @@ def _local_recall(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> None:
-    from d2lv.detect import views
-    from d2lv.io import tables
+    from d2lv.io import tables, views
     from d2lv.local import store, verify
 
     queries = store.FeatureStore(args.queries)

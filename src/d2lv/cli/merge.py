@@ -12,23 +12,17 @@ from d2lv.merge.params import MODES, FitParams, MergeParams, OutputParams
 
 
 def _merge_inputs(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, set[str]]:
-    """Candidates per branch, verification scores, and the ids of cropped queries (matches, fit-merge); of a
-    query's crops, the one with the most votes or inliers speaks for it."""
-    from d2lv.detect import views
+    """Every branch's candidates, the verification scores and the boxes, read (matches, fit-merge)."""
     from d2lv.io import tables
+    from d2lv.merge import features
 
-    candidates = {"local": tables.read_tables(args.local, tables.PAIRS)}
-    if args.crop:
-        candidates["crop"] = views.best_per_query(tables.read_tables(args.crop, tables.PAIRS), ["reference_id"],
-                                                  by=["votes", "mean_distance"], ascending=[False, True])
-    if args.global_:
-        candidates["global"] = tables.read_tables(args.global_, tables.SIMILARITY_PAIRS)
-    if args.pdq:
-        candidates["pdq"] = tables.read_tables(args.pdq, tables.PDQ_PAIRS)
-    scores = views.best_per_query(tables.read_tables(args.scores, tables.SCORES), ["reference_id", "branch"],
-                                  by=["n_inliers", "n_matches"], ascending=[False, False])
-    boxes = tables.read_tables(args.boxes, tables.BOXES)
-    return candidates, scores, set(boxes.query_id[boxes.cropped])
+    return features.gather_branches(
+        local=tables.read_tables(args.local, tables.PAIRS),
+        crop=tables.read_tables(args.crop, tables.PAIRS) if args.crop else None,
+        global_=tables.read_tables(args.global_, tables.SIMILARITY_PAIRS) if args.global_ else None,
+        pdq=tables.read_tables(args.pdq, tables.PDQ_PAIRS) if args.pdq else None,
+        scores=tables.read_tables(args.scores, tables.SCORES),
+        boxes=tables.read_tables(args.boxes, tables.BOXES))
 
 
 def _matches(args: argparse.Namespace) -> None:

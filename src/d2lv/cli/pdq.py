@@ -21,15 +21,11 @@ def _pdq_hash(args: argparse.Namespace) -> None:
 
 
 def _pdq_search(args: argparse.Namespace) -> None:
-    from d2lv.detect import views
     from d2lv.io import tables
     from d2lv.pdq import hashes
 
-    params = PdqParams.from_args(args)
-    pairs = hashes.match(hashes.read_hashes(args.queries), hashes.read_hashes(args.references), params.topk,
-                         params.max_distance, params.min_quality, progress=not args.quiet)
-    # a query's views (the whole query, its crops) each proposed references: keep the closest per reference
-    pairs = hashes.rank_pairs(pairs.assign(query_id=pairs.query_id.map(views.query_of)), params.topk)
+    pairs = hashes.query_candidates(hashes.read_hashes(args.queries), hashes.read_hashes(args.references),
+                                    PdqParams.from_args(args), progress=not args.quiet)
     tables.write_table(pairs, args.out, tables.PDQ_PAIRS)
     print(f"{len(pairs)} hash candidates for {pairs.query_id.nunique()} queries", file=sys.stderr)
 

@@ -5,7 +5,7 @@ caption or inside borders hold the copy in only part of the frame. The trained d
 (:mod:`d2lv.detect.train`) finds that region; :func:`choose_boxes` keeps the original
 method's one box per query and, where the detector sees another photo-like region beside
 it, a second one; :func:`detect` writes each as a lossless crop: the crop view of the
-query (:mod:`d2lv.detect.views`).
+query (:mod:`d2lv.io.views`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import torch
 from PIL import Image
 from tqdm import tqdm
 
-from d2lv.detect import views
 from d2lv.detect.params import BoxParams, DetectorParams
 from d2lv.detect.runtime import offline_ultralytics, ultralytics_device
-from d2lv.io import tables
+from d2lv.device import QUERY_TORCH_THREADS
+from d2lv.io import tables, views
 from d2lv.io.images import DEFAULT_MAX_PIXELS, Box, ImageError, box_iou, load_image
 
 #: Boxes with a side shorter than this many pixels are rejected.
@@ -76,13 +77,12 @@ def _box_rows(query_id: str, chosen: Sequence[tuple[Box, float]]) -> list[dict[s
              "confidence": confidence} for rank, ((x0, y0, x1, y1), confidence) in enumerate(chosen, start=1)]
 
 
-def _write_crop(pixels: np.ndarray, box: Box, path: Path) -> dict[str, object]:
+def _write_crop(crop: np.ndarray, path: Path) -> dict[str, object]:
     """Save the crop losslessly (fast PNG compression: a third of the default level's time); its row of
     the crops manifest, but for the id."""
-    x0, y0, x1, y1 = box
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels[y0:y1, x0:x1]).save(path, compress_level=1)
-    return {"path": str(path), "width": x1 - x0, "height": y1 - y0, "bytes": path.stat().st_size,
+    Image.fromarray(crop).save(path, compress_level=1)
+    return {"path": str(path), "width": crop.shape[1], "height": crop.shape[0], "bytes": path.stat().st_size,
             "status": "ok", "reason": ""}
 
 
@@ -92,92 +92,91 @@ def _remove_stale_crops(crops_dir: Path, query_id: str) -> None:
         stale.unlink()
 
 
+class Detector:
+    """The copy-region detector, loaded once: images in, the boxes worth cropping out (:func:`choose_boxes`).
+
+    Each image is predicted on its own, letterboxed to the same square input and with torch on
+    :data:`d2lv.device.QUERY_TORCH_THREADS` threads, so that its boxes do not depend on the other images it
+    is detected with or on the job's cores, to the last bit of a confidence (a batch's convolutions sum in
+    another order): the workflow's boxes of a query are the ones ``d2lv query`` finds.
+    Ultralytics' settings live in ``config_dir``.
+
+    Raises:
+        FileNotFoundError: ``weights`` does not exist.
+    """
+
+    def __init__(self, weights: str | os.PathLike, config_dir: str | os.PathLike, rule: BoxParams = BoxParams(),
+                 image_size: int = DetectorParams.image_size, device: str = "auto", quiet: bool = True):
+        weights = Path(weights)
+        if not weights.is_file():
+            raise FileNotFoundError(
+                f"detector weights not found: {weights}. Train them with `d2lv train-detector` and point the "
+                "config key detect.weights at the .pt file it writes."
+            )
+        torch.set_num_threads(QUERY_TORCH_THREADS)
+        ultralytics = offline_ultralytics(config_dir, quiet=quiet)
+        self.model = ultralytics.YOLO(str(weights), task="detect")
+        self.rule = rule
+        # rect=False: a square letterbox for every image. Ultralytics would otherwise pad an image to its own
+        # rectangle (the detector is trained on squares).
+        self.predict = {"imgsz": image_size, "device": ultralytics_device(device), "conf": rule.confidence,
+                        "rect": False, "verbose": False}
+
+    def boxes(self, rgb: np.ndarray) -> list[tuple[Box, float]]:
+        """The chosen boxes of one ``HxWx3`` uint8 RGB image, most confident first."""
+        # Ultralytics takes NumPy images in OpenCV's BGR order.
+        found = self.model.predict([np.ascontiguousarray(rgb[:, :, ::-1])], batch=1, **self.predict)[0].boxes
+        rule = self.rule
+        return choose_boxes(found.xyxy.cpu().numpy(), found.conf.cpu().numpy(), rgb.shape[1], rgb.shape[0],
+                            rule.confidence, rule.max_area, rule.max_aspect, rule.max_crops, rule.max_overlap)
+
+
+def crops(query_id: str, rgb: np.ndarray, chosen: Sequence[tuple[Box, float]]) -> list[tuple[str, np.ndarray]]:
+    """Each chosen box's crop (:func:`d2lv.io.views.crop_id`, pixels), in the image's pixels."""
+    return [(views.crop_id(query_id, rank), rgb[y0:y1, x0:x1])
+            for rank, ((x0, y0, x1, y1), _) in enumerate(chosen, start=1)]
+
+
+def box_frame(boxes: dict[str, list[tuple[Box, float]]]) -> pd.DataFrame:
+    """Query id -> its chosen boxes, as a table of :data:`d2lv.io.tables.BOXES`."""
+    return _frame([row for query_id, chosen in boxes.items() for row in _box_rows(query_id, chosen)], tables.BOXES)
+
+
 def detect(
     manifest_frame: pd.DataFrame,
-    weights: str | os.PathLike,
+    detector: Detector,
     crops_dir: str | os.PathLike,
-    rule: BoxParams = BoxParams(),
-    image_size: int = DetectorParams.image_size,
-    device: str = "auto",
     progress: bool = True,
-    config_dir: str | os.PathLike | None = None,
-    batch_size: int = 16,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Find the copy regions of every image of a manifest (columns ``id``, ``path``) and crop them.
 
-    Boxes are chosen with :func:`choose_boxes` and ``rule``, in the pixels of the image as
-    :func:`d2lv.io.images.load_image` gives it (EXIF orientation applied). Each kept box is
-    cropped losslessly to ``crops_dir/<crop id>.png`` (:func:`d2lv.detect.views.crop_id`: the
-    first box's crop is ``<id>.png``, the second's ``<id>/2.png``); stale crops of an image are
-    removed. An unreadable image (or one above ``max_pixels``, the limit the manifest decoded it under)
-    gets no box. Every image is letterboxed to the same square
-    input, so that its boxes do not depend on the other images of its batch. Ultralytics'
-    settings live in ``config_dir`` (default: ``ultralytics-config`` next to ``crops_dir``).
+    Boxes are chosen by ``detector`` in the pixels of the image as :func:`d2lv.io.images.load_image` gives it
+    (EXIF orientation applied). Each kept box is cropped losslessly to ``crops_dir/<crop id>.png``
+    (:func:`d2lv.io.views.crop_id`: the first box's crop is ``<id>.png``, the second's ``<id>/2.png``);
+    stale crops of an image are removed. An unreadable image (or one above ``max_pixels``, the limit the
+    manifest decoded it under) gets no box.
 
     Returns:
         The boxes (schema :data:`d2lv.io.tables.BOXES`: a row per kept box, or one row for an
         image without any) and the manifest of the crops (schema :data:`d2lv.io.tables.MANIFEST`,
         keyed by crop id).
-
-    Raises:
-        FileNotFoundError: ``weights`` does not exist.
     """
-    weights = Path(weights)
-    if not weights.is_file():
-        raise FileNotFoundError(
-            f"detector weights not found: {weights}. Train them with `d2lv train-detector` and point the "
-            "config key detect.weights at the .pt file it writes."
-        )
     crops_dir = Path(crops_dir)
     crops_dir.mkdir(parents=True, exist_ok=True)
-    ultralytics = offline_ultralytics(config_dir or crops_dir.resolve().parent / "ultralytics-config",
-                                      quiet=not progress)
-    model = ultralytics.YOLO(str(weights), task="detect")
-    # rect=False: a square letterbox for every image. Ultralytics would otherwise pad a batch of
-    # same-shaped images to their own rectangle and any other batch to the square, so a query's
-    # boxes would depend on its neighbours in the manifest (the detector is trained on squares).
-    predict = {"imgsz": image_size, "device": ultralytics_device(device), "conf": rule.confidence, "rect": False,
-               "verbose": False}
-    box_rows, crop_rows = [], []
-    rows = list(manifest_frame[["id", "path"]].itertuples(index=False))
-    with tqdm(total=len(rows), desc="detect", unit="img", disable=not progress) as bar:
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start:start + batch_size]
-            for (query_id, _), pixels, chosen in _detect_batch(model, batch, predict, rule, max_pixels):
-                _remove_stale_crops(crops_dir, query_id)
-                box_rows.extend(_box_rows(query_id, chosen))
-                for rank, (box, _) in enumerate(chosen, start=1):
-                    crop = views.crop_id(query_id, rank)
-                    crop_rows.append({"id": crop, **_write_crop(pixels, box, crops_dir / f"{crop}.png")})
-            bar.update(len(batch))
-    return _frame(box_rows, tables.BOXES), _frame(crop_rows, tables.MANIFEST)
-
-
-def _detect_batch(
-    model: object, batch: Sequence[tuple[str, str]], predict: dict[str, object], rule: BoxParams, max_pixels: int
-) -> list[tuple[tuple[str, str], np.ndarray | None, list[tuple[Box, float]]]]:
-    """Each row of ``batch`` with its pixels and chosen boxes (None and none if unreadable)."""
-    loaded: list[np.ndarray | None] = []
-    for _, path in batch:
+    found, crop_rows = {}, []
+    for query_id, path in tqdm(list(manifest_frame[["id", "path"]].itertuples(index=False)), desc="detect",
+                               unit="img", disable=not progress):
+        _remove_stale_crops(crops_dir, query_id)
         try:
-            loaded.append(load_image(path, max_pixels))
+            pixels = load_image(path, max_pixels)
         except ImageError:
-            loaded.append(None)
-    readable = [pixels for pixels in loaded if pixels is not None]
-    # Ultralytics takes NumPy images in OpenCV's BGR order.
-    results = iter(model.predict([np.ascontiguousarray(p[:, :, ::-1]) for p in readable], batch=len(readable),
-                                 **predict) if readable else [])
-    out = []
-    for row, pixels in zip(batch, loaded):
-        chosen = []
-        if pixels is not None:
-            found = next(results).boxes
-            chosen = choose_boxes(found.xyxy.cpu().numpy(), found.conf.cpu().numpy(), pixels.shape[1],
-                                  pixels.shape[0], rule.confidence, rule.max_area, rule.max_aspect, rule.max_crops,
-                                  rule.max_overlap)
-        out.append((row, pixels, chosen))
-    return out
+            found[query_id] = []
+            continue
+        found[query_id] = detector.boxes(pixels)
+        for crop, crop_pixels in crops(query_id, pixels, found[query_id]):
+            crop_rows.append({"id": crop, **_write_crop(crop_pixels, crops_dir / f"{crop}.png")})
+    return box_frame(found), _frame(crop_rows, tables.MANIFEST)
 
 
 def _frame(rows: list[dict[str, object]], schema: pa.Schema) -> pd.DataFrame:

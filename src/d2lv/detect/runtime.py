@@ -42,9 +42,12 @@ def offline_ultralytics(config_dir: str | os.PathLike, quiet: bool = False) -> t
     os.environ["YOLO_VERBOSE"] = str(not quiet)
     os.environ.pop("ULTRALYTICS_API_KEY", None)
     omp_threads, pil_open = os.environ.get("OMP_NUM_THREADS"), Image.open
-    import torch  # noqa: F401  (first: importing ultralytics sets OMP_NUM_THREADS=1, which caps torch's threads)
+    import torch  # first: importing ultralytics sets OMP_NUM_THREADS=1, which caps torch's threads
     import ultralytics
-    from ultralytics.utils import LOGGER, USER_CONFIG_DIR
+    from ultralytics.utils import LOGGER, USER_CONFIG_DIR, torch_utils
+
+    # its device selection, at every model's first predict, sets torch's threads to min(8, cores - 1)
+    torch_utils.NUM_THREADS = torch.get_num_threads()
 
     if omp_threads is None:  # nor should that cap reach other libraries and subprocesses
         os.environ.pop("OMP_NUM_THREADS", None)

@@ -6,12 +6,14 @@ modes, EXIF orientation, bit depth and hostile files are handled once.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -166,10 +168,15 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
         raise ImageError("file not found")
     if path.stat().st_size == 0:
         raise ImageError("empty file (0 bytes)")
+    return _open_source(path, max_pixels)
+
+
+def _open_source(source: Path | BinaryIO, max_pixels: int) -> Image.Image:
+    """Open and decode ``source`` (a file, or bytes in memory), refusing what :func:`load_image` refuses."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source)
             try:
                 if img.width * img.height > max_pixels:
                     raise ImageError(
@@ -217,7 +224,22 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         ImageError: the file is missing, empty, truncated, not an image or
             larger than ``max_pixels``.
     """
-    with _open_checked(Path(path), max_pixels) as img:
+    return _upright_rgb(_open_checked(Path(path), max_pixels))
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """:func:`load_image` of an encoded image held in memory (an upload): the same pixels as from its file.
+
+    Raises:
+        ImageError: as :func:`load_image`, for an empty, truncated, non-image or too large ``data``.
+    """
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    return _upright_rgb(_open_source(io.BytesIO(data), max_pixels))
+
+
+def _upright_rgb(opened: Image.Image) -> np.ndarray:
+    with opened as img:
         try:
             upright = ImageOps.exif_transpose(img)
         except (OSError, ValueError, SyntaxError) as err:

@@ -45,7 +45,12 @@ def read_id_csv(path: str | os.PathLike, required: Sequence[str] = (), what: str
 def write_isc_csv(matches: pd.DataFrame, path: str | os.PathLike) -> None:
     """``query_id,reference_id,score`` with a header, best first; written whole or not at all."""
     with atomic.replacing(path) as partial:
-        matches[ISC_COLUMNS].to_csv(partial, index=False, float_format="%.10g")
+        partial.write_text(isc_csv_text(matches))
+
+
+def isc_csv_text(matches: pd.DataFrame) -> str:
+    """The lines :func:`write_isc_csv` writes."""
+    return matches[ISC_COLUMNS].to_csv(index=False, float_format="%.10g", lineterminator="\n")
 
 
 def read_isc_csv(path: str | os.PathLike) -> pd.DataFrame:

@@ -91,7 +91,7 @@ BOXES = pa.schema(
     [
         ("query_id", pa.string()),
         ("cropped", pa.bool_()),  # True when a box passed the rules and the crop was written
-        ("rank", pa.int32()),  # 1: the most confident box, ...; its crop is d2lv.detect.views.crop_id(query_id, rank)
+        ("rank", pa.int32()),  # 1: the most confident box, ...; its crop is d2lv.io.views.crop_id(query_id, rank)
         ("x0", pa.int32()),  # box in the query's pixel coordinates (EXIF-rotated); null without a box
         ("y0", pa.int32()),
         ("x1", pa.int32()),
@@ -134,13 +134,23 @@ def rank_within_query(pairs: pd.DataFrame, order: Sequence[tuple[str, bool]], to
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, schema: pa.Schema) -> None:
     """Write ``frame`` as Parquet, cast to ``schema`` (extra columns are an error); whole or not at all."""
+    table = _cast(frame, schema)
+    with atomic.replacing(path) as partial:
+        pq.write_table(table, partial)
+
+
+def conform(frame: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
+    """``frame`` as :func:`write_table` and :func:`read_tables` give it back (e.g. float32 columns): a step's
+    output held in memory reads as the workflow's file of it does."""
+    return _cast(frame, schema).to_pandas()
+
+
+def _cast(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     missing = set(schema.names) - set(frame.columns)
     extra = set(frame.columns) - set(schema.names)
     if missing or extra:
         raise ValueError(f"table columns do not match schema: missing {sorted(missing)}, extra {sorted(extra)}")
-    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-    with atomic.replacing(path) as partial:
-        pq.write_table(table, partial)
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 
 def _read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
@@ -162,7 +172,12 @@ def read_tables(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pd.Dat
 
 def read_pair_keys(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """The distinct (query_id, reference_id) pairs of pair tables of any branch."""
-    frames = [pq.read_table(p, columns=["query_id", "reference_id"]).to_pandas() for p in paths]
+    return pair_keys([pq.read_table(p, columns=["query_id", "reference_id"]).to_pandas() for p in paths])
+
+
+def pair_keys(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The distinct (query_id, reference_id) pairs of pair frames of any branch, in order of appearance."""
+    frames = [frame[["query_id", "reference_id"]] for frame in frames]
     if not frames:
         return pd.DataFrame({"query_id": pd.Series(dtype=str), "reference_id": pd.Series(dtype=str)})
     return pd.concat(frames, ignore_index=True).drop_duplicates().reset_index(drop=True)

@@ -19,9 +19,10 @@ import contextlib
 import io
 import math
 import os
+import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import faiss
@@ -164,7 +165,27 @@ def merge_shards(trained: faiss.Index, shard_indexes: Sequence[str | os.PathLike
 
 def read_index(path: str | os.PathLike) -> faiss.Index:
     """The merged index, its inverted lists memory-mapped from the ``.ivfdata`` beside it."""
-    return faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+    with _stdout_to_stderr():  # faiss prints where it found the lists: output of d2lv query is stdout's
+        return faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what C code prints to standard output to standard error meanwhile (file descriptor 1 to 2)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def open_merged(path: str | os.PathLike, device: str = "auto") -> faiss.Index:
+    """The merged index for searching: its lists memory-mapped, on every GPU ``device`` selects."""
+    return on_gpus(read_index(path), faiss_gpus(device))
 
 
 def catalogue(stores: Sequence[tuple[int, FeatureStore]]) -> pd.DataFrame:

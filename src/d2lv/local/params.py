@@ -78,7 +78,7 @@ class RecallParams(Options):
     knn: int = option(3, "neighbours per query descriptor", minimum=1)
     max_distance: float = option(0.2, "squared L2 between RootSIFT vectors (0..2) above which a neighbour casts "
                                  "no vote", exclusive_minimum=0)
-    min_votes: int = option(2, "drop references with fewer votes", minimum=1)
+    min_votes: int = option(3, "drop references with fewer votes", minimum=1)
     nprobe: int = option(16, "inverted lists visited per search", minimum=1)
 
 
@@ -97,12 +97,13 @@ class SingleCandidateRule(Options):
     """The original imgFp rule (mode single): keep one reference per query, only when it clearly wins."""
 
     section: ClassVar[str] = "local.single"
-    min_votes: int = option(3, "single: the winner needs strictly more votes than this, and than the runner-up",
-                            flags=("--single-min-votes",), minimum=0)
-    min_votes_alone: int = option(5, "single: ... or more than this when no other reference got votes",
-                                  flags=("--single-min-votes-alone",), minimum=0)
-    max_mean_distance: float = option(0.35, "single: and a mean squared L2 below this",
-                                      flags=("--single-max-distance",), exclusive_minimum=0)
+    single_min_votes: int = option(3, "single: the winner needs strictly more votes than this, and than the "
+                                   "runner-up", key="local.single.min_votes", minimum=0)
+    single_min_votes_alone: int = option(5, "single: ... or more than this when no other reference got votes",
+                                         key="local.single.min_votes_alone", minimum=0)
+    single_max_mean_distance: float = option(0.35, "single: and a mean squared L2 below this",
+                                             flags=("--single-max-distance",), key="local.single.max_mean_distance",
+                                             exclusive_minimum=0)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ once and gets its queries' candidates over the whole collection.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import faiss
 import numpy as np
 import pandas as pd
@@ -19,7 +22,8 @@ from d2lv.local.store import FeatureStore
 
 BRANCH = "local"
 
-#: Query descriptors searched at once (bounds the memory of the distance matrices).
+#: Query descriptors searched at once (bounds the memory of the distance matrices); an image with more is
+#: searched alone.
 BATCH_DESCRIPTORS = 65_536
 
 
@@ -59,12 +63,12 @@ def search_index(index: faiss.Index, catalogue: pd.DataFrame, queries: FeatureSt
     query_image = queries.owner(np.arange(len(queries.descriptors)))
     k = min(params.knn, index.ntotal)
     partials = []
-    starts = range(0, len(queries.descriptors), BATCH_DESCRIPTORS)
-    for start in tqdm(starts, desc="local recall", unit="batch", disable=not progress):
-        stop = min(start + BATCH_DESCRIPTORS, len(queries.descriptors))
-        distances, ids = index.search(dequantize(queries.descriptors[start:stop]), k)
-        rows = np.where(ids >= 0, np.searchsorted(numbers, ids), -1)
-        partials.append(_votes_for_batch(distances, rows, query_image[start:stop], params.max_distance))
+    batches = image_batches(queries.offsets, BATCH_DESCRIPTORS)
+    with sequential_distances():
+        for start, stop in tqdm(batches, desc="local recall", unit="batch", disable=not progress):
+            distances, ids = index.search(dequantize(queries.descriptors[start:stop]), k)
+            rows = np.where(ids >= 0, np.searchsorted(numbers, ids), -1)
+            partials.append(_votes_for_batch(distances, rows, query_image[start:stop], params.max_distance))
     votes = pd.concat(partials).groupby(["q", "r"], sort=False).sum().reset_index()
     votes = votes[votes.votes >= params.min_votes]
     frame = pd.DataFrame({
@@ -75,6 +79,40 @@ def search_index(index: faiss.Index, catalogue: pd.DataFrame, queries: FeatureSt
         "mean_distance": (votes.dist_sum / votes.votes).to_numpy(),
     })
     return rank_within_query(frame, keep)
+
+
+def image_batches(offsets: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Descriptor row ranges ``[start, stop)`` that cover whole images (``offsets`` as
+    :attr:`d2lv.local.store.FeatureStore.offsets`), each of at most ``limit`` rows unless one image has more.
+
+    An image is never split over two searches: its votes then come from one search, so they do not depend on
+    which other images it shares its batch with.
+    """
+    batches = []
+    first, last = 0, len(offsets) - 1  # images first..last-1 are left
+    while first < last:
+        end = max(int(np.searchsorted(offsets, offsets[first] + limit, side="right")) - 1, first + 1)
+        if offsets[end] > offsets[first]:  # images without descriptors need no search
+            batches.append((int(offsets[first]), int(offsets[end])))
+        first = end
+    return batches
+
+
+@contextlib.contextmanager
+def sequential_distances() -> Iterator[None]:
+    """Make faiss compute brute-force distances one query at a time (its SIMD loop), never by BLAS.
+
+    faiss switches to a BLAS matrix product above ``distance_compute_blas_threshold`` (queries x dimensions),
+    whose last bits differ: the coarse quantiser's distances, and so an IVF-PQ index's distances, would depend
+    on how many descriptors are searched together, and a query searched alone would get other votes' distances
+    than in a batch. The threshold is process-wide; it is restored on exit.
+    """
+    saved = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = 2**31 - 1
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = saved
 
 
 def rank_within_query(pairs: pd.DataFrame, topk: int) -> pd.DataFrame:
@@ -102,7 +140,7 @@ def select_candidates(shard_pairs: pd.DataFrame, topk: int, mode: str = "topk",
     first = ranked[ranked["rank"] == 1].set_index("query_id")
     runner_votes = ranked[ranked["rank"] == 2].set_index("query_id").votes.reindex(first.index)
     alone = runner_votes.isna()
-    wins = np.where(alone, first.votes > rule.min_votes_alone,
-                    (first.votes > rule.min_votes) & (first.votes > runner_votes.fillna(0)))
-    wins &= first.mean_distance < rule.max_mean_distance
+    wins = np.where(alone, first.votes > rule.single_min_votes_alone,
+                    (first.votes > rule.single_min_votes) & (first.votes > runner_votes.fillna(0)))
+    wins &= first.mean_distance < rule.single_max_mean_distance
     return first[wins].reset_index()[tables.PAIRS.names]

@@ -66,6 +66,7 @@ class FeatureStore:
 
     def __init__(self, paths: hdf5.PathOrPaths):
         self._paths = [str(p) for p in hdf5.as_paths(paths)]
+        self._max_open = MAX_OPEN_FILES
         ids, sizes, offsets, files = [], [], [], []
         base = 0
         self.attrs: dict[str, object] = {}
@@ -85,6 +86,27 @@ class FeatureStore:
         self._index = {key: i for i, key in enumerate(ids)}
         self._open: dict[int, h5py.File] = {}
 
+    @classmethod
+    def from_features(cls, features: Sequence[ImageFeatures], attrs: Mapping[str, object]) -> FeatureStore:
+        """A store of features held in memory (one query's views), read as a store of written ones is."""
+        store = cls([])
+        store.attrs = dict(attrs)
+        store.ids = [f.image_id for f in features]
+        store.sizes = np.array([(f.width, f.height) for f in features], np.int32).reshape(-1, 2)
+        store.offsets = np.concatenate([[0], np.cumsum([len(f.descriptors) for f in features])]).astype(np.int64)
+        store._index = {key: i for i, key in enumerate(store.ids)}
+        store.__dict__["descriptors"] = hdf5.concatenate([f.descriptors for f in features], (0, DESCRIPTOR_DIM),
+                                                         np.uint8)
+        store.__dict__["keypoints"] = hdf5.concatenate([f.keypoints for f in features], (0, 4), np.float32)
+        return store
+
+    def hold_open(self) -> None:
+        """Open every shard file now and keep it open: a workflow rerun that replaces a file (a new inode) then
+        cannot change what this store reads (a long-lived matcher's collection)."""
+        self._max_open = max(self._max_open, len(self._paths))
+        for k in range(len(self._paths)):
+            self._file(k)
+
     @functools.cached_property
     def descriptors(self) -> np.ndarray:
         """uint8 [N, 128]: every descriptor of every file, in order."""
@@ -98,7 +120,7 @@ class FeatureStore:
     def _file(self, k: int) -> h5py.File:
         """File ``k``, open; at most :data:`MAX_OPEN_FILES` stay open (the least recently opened closes)."""
         if k not in self._open:
-            if len(self._open) >= MAX_OPEN_FILES:
+            if len(self._open) >= self._max_open:
                 self._open.pop(next(iter(self._open))).close()
             self._open[k] = h5py.File(self._paths[k], "r")
         return self._open[k]

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 
 import pandas as pd
 
+from d2lv.io import views
 from d2lv.io.isc import KEYS
 from d2lv.merge import scoring
 from d2lv.merge.params import VERIFICATION_BRANCHES
@@ -21,6 +22,28 @@ from d2lv.merge.params import VERIFICATION_BRANCHES
 RECALL_FEATURES = {"local": ["votes", "mean_distance"], "crop": ["votes", "mean_distance"], "global": ["similarity"],
                    "pdq": ["hamming", "quality"]}
 VERIFY_FEATURES = ["n_matches", "n_inliers", "flipped", "inverted", "score", "query_keypoints", "reference_keypoints"]
+
+
+def gather_branches(local: pd.DataFrame, crop: pd.DataFrame | None, global_: pd.DataFrame | None,
+                    pdq: pd.DataFrame | None, scores: pd.DataFrame,
+                    boxes: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, set[str]]:
+    """What :func:`pair_features` takes, from the branches' tables (None: a branch that does not run): each
+    branch's candidates keyed by query, the verification scores of every view, the ids of cropped queries.
+
+    Of a query's crops, the one with the most votes (crop candidates) or inliers (scores, per view) speaks
+    for it; on a tie, the earlier row (the views' scores come queries first, then crops in rank order).
+    """
+    candidates = {"local": local}
+    if crop is not None:
+        candidates["crop"] = views.best_per_query(crop, ["reference_id"], by=["votes", "mean_distance"],
+                                                  ascending=[False, True])
+    if global_ is not None:
+        candidates["global"] = global_
+    if pdq is not None:
+        candidates["pdq"] = pdq
+    best_scores = views.best_per_query(scores, ["reference_id", "branch"], by=["n_inliers", "n_matches"],
+                                       ascending=[False, False])
+    return candidates, best_scores, set(boxes.query_id[boxes.cropped])
 
 
 def pair_features(candidates: Mapping[str, pd.DataFrame], scores: pd.DataFrame,

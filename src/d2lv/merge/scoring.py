@@ -169,13 +169,17 @@ class CalibratedMerge:
     version: int = MODEL_VERSION
 
     def logit(self, pairs: pd.DataFrame) -> np.ndarray:
+        """The linear score of every pair, summed row by row (not a matrix-vector product, whose BLAS kernel
+        and so last bits depend on how many pairs are scored together): a pair scored alone gets its batch score.
+        """
         names, x = design_matrix(pairs)
         if names != self.features:
             raise InputError(
                 f"the merge model was fitted on features {self.features}, this d2lv computes {names}; "
                 "refit it (delete the model file and rerun)"
             )
-        return ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef) + self.intercept
+        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        return (z * np.asarray(self.coef)).sum(axis=1) + self.intercept
 
     def probability(self, pairs: pd.DataFrame) -> np.ndarray:
         """P(copy | features), under the calibration set's share of copies."""

@@ -41,6 +41,8 @@ from tqdm import tqdm
 from d2lv.errors import InputError
 from d2lv.io import atomic, hdf5, tables
 from d2lv.io.images import DEFAULT_MAX_PIXELS, load_image
+from d2lv.io.views import query_of
+from d2lv.pdq.params import PdqParams
 
 HASH_BITS = 256
 HASH_BYTES = HASH_BITS // 8
@@ -212,6 +214,14 @@ def match(queries: PdqHashes, references: PdqHashes, topk: int = 20, max_distanc
         "quality": np.minimum(queries.quality[q], references.quality[r]),
     })
     return rank_pairs(frame, topk)
+
+
+def query_candidates(views: PdqHashes, references: PdqHashes, params: PdqParams,
+                     progress: bool = True) -> pd.DataFrame:
+    """Each query's ``params.topk`` nearest references, from the hashes of its views (the whole query, its
+    crops: :mod:`d2lv.io.views` ids): every view proposes references, each keeps its closest view."""
+    pairs = match(views, references, params.topk, params.max_distance, params.min_quality, progress=progress)
+    return rank_pairs(pairs.assign(query_id=pairs.query_id.map(query_of)), params.topk)
 
 
 def rank_pairs(pairs: pd.DataFrame, topk: int) -> pd.DataFrame:

@@ -233,18 +233,27 @@ def draw_selected(pick: Selected, inputs: Inputs, sift_params: SiftParams, param
     except images.ImageError as err:
         print(f"report: pair {query_id} -> {reference_id} not drawn: {err}", file=sys.stderr)
         return
-    crops = inputs.boxes.get(query_id, [])
+    picture = pair_picture(pick, query_rgb, reference_rgb, inputs.boxes.get(query_id, []), sift_params, params,
+                           inputs.ground_truth)
+    Image.fromarray(picture).save(folder / pair_file_name(pick.prefix, pick.rank, query_id, reference_id),
+                                  quality=85, subsampling=0)  # 4:4:4 keeps thin coloured lines crisp
+
+
+def pair_picture(pick: Selected, query_rgb: np.ndarray, reference_rgb: np.ndarray,
+                 crops: Sequence[tuple[int, int, int, int]], sift_params: SiftParams, params: VerifyParams,
+                 ground_truth: pd.DataFrame | None = None) -> np.ndarray:
+    """The pair drawn: its correspondences recomputed in the view with more inliers (of the query's ``crops``,
+    the one with the most), the box, and a caption of its evidence and verdict."""
+    query_id, reference_id = pick.row.query_id, pick.row.reference_id
     view = view_to_draw(pick.row, bool(crops))
     if view == "local_crop":  # the crop that spoke for the query: the one with the most inliers
         found, box = max(((correspondences(query_rgb, reference_rgb, crop, sift_params, params), crop)
                           for crop in crops), key=lambda drawn: drawn[0].n_inliers)
     else:
         found, box = correspondences(query_rgb, reference_rgb, None, sift_params, params), (crops[0] if crops else None)
-    verdict = is_correct(inputs.ground_truth, query_id, reference_id)
-    lines = caption_lines(pick, view, found, verdict, inputs.ground_truth)
-    picture = render_pair(query_rgb, reference_rgb, found, box, lines, verdict)
-    Image.fromarray(picture).save(folder / pair_file_name(pick.prefix, pick.rank, query_id, reference_id),
-                                  quality=85, subsampling=0)  # 4:4:4 keeps thin coloured lines crisp
+    verdict = is_correct(ground_truth, query_id, reference_id)
+    lines = caption_lines(pick, view, found, verdict, ground_truth)
+    return render_pair(query_rgb, reference_rgb, found, box, lines, verdict)
 
 
 def _load(paths: Mapping[str, str], image_id: str) -> np.ndarray:

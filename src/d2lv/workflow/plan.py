@@ -242,9 +242,32 @@ class Plan:
             "pdq": f"{work}/pdq/{{set}}/candidates/{{shard}}.parquet" if self.pdq else "",
         }
 
+    def collection_inputs(self) -> dict[str, list[str]]:
+        """What ``d2lv query`` and ``d2lv serve`` read of the run, by the names of
+        :data:`d2lv.query.collection.FILE_NAMES` (each empty where the run does not have it)."""
+        work, index = self.work, f"{self.work}/local/index"
+        background = "background" in self.shards and self.descriptor
+        return {
+            "index": [f"{index}/merged.faiss"],
+            "lists": [f"{index}/merged.ivfdata"],
+            "catalogue": [f"{index}/references.parquet"],
+            "stores": self.shard_files(f"{work}/features/{{set}}/{{shard}}.h5", "references"),
+            "manifests": self.shard_files(f"{work}/manifests/{{set}}/{{shard}}.parquet", "references"),
+            "descriptors": [f"{work}/descriptor/references.h5"] if self.descriptor else [],
+            "whitening": [f"{work}/descriptor/whitening.h5"] if self.descriptor else [],
+            "background": self.shard_files(f"{work}/descriptor/whitened/{{set}}/{{shard}}.h5", "background")
+            if background else [],
+            "pdq": [f"{work}/pdq/references.h5"] if self.pdq else [],
+            "model": [f"{work}/merge/model.json"] if self.calibrated else [],
+            "detector": [self.detector] if self.detect else [],
+            "checkpoint": self.descriptor_checkpoint if self.descriptor else [],
+            "head": self.descriptor_head if self.descriptor else [],
+        }
+
     def final_outputs(self) -> list[str]:
         """What a run delivers (the default target)."""
-        outputs = [f"{self.results}/matches.csv", f"{self.results}/skipped.csv", f"{self.results}/report/metrics.csv"]
+        outputs = [f"{self.results}/matches.csv", f"{self.results}/skipped.csv", f"{self.results}/report/metrics.csv",
+                   f"{self.results}/collection.json"]
         if self.descriptor:
             outputs.append(f"{self.results}/global_descriptors.h5")
         if self.pdq:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from d2lv.detect.views import best_per_query, crop_id, pairs_in_view, query_of
+from d2lv.io.views import best_per_query, crop_id, pairs_in_view, query_of
 
 
 def test_crop_ids_map_back_to_their_query():

@@ -1,0 +1,167 @@
+"""``d2lv bench query`` and ``d2lv bench serve``: one image's latency against a built collection, and the HTTP
+service under concurrent clients, with its memory over many requests.
+
+Both report seconds and ratios measured in the same run (against the PDQ hash of the same image, the cheapest
+answer there is), as this machine's speed varies from one run to the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from d2lv.io.images import image_id, load_image
+from d2lv.query import collection
+from d2lv.query.matcher import Matcher
+
+
+@dataclass(frozen=True)
+class QueryLatency:
+    queries: int
+    startup_s: float
+    median_s: float
+    p95_s: float
+    pdq_median_s: float
+    #: queries whose rows equal matches.parquet's in every column (where the collection's run matched them)
+    identical: int
+    compared: int
+
+
+def bench_query(folder: str | os.PathLike, images: list[Path], progress: bool = True) -> QueryLatency:
+    """Match each image alone after one start-up; compare its rows with the run's matches.parquet."""
+    from d2lv.pdq import hashes
+
+    started = time.perf_counter()
+    matcher = Matcher(collection.read_collection(folder))
+    startup = time.perf_counter() - started
+    batch = pd.read_parquet(Path(folder) / "matches.parquet")
+    batch_ids = set(batch.query_id)
+    seconds, pdq_seconds, identical, compared = [], [], 0, 0
+    for path in tqdm(images, desc="query", unit="img", disable=not progress):
+        rgb = load_image(path, matcher.decode.max_pixels)
+        started = time.perf_counter()
+        hashes.hash_images(["pdq"], [rgb], progress=False)
+        pdq_seconds.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        answer = matcher.match(rgb, image_id(path))
+        seconds.append(time.perf_counter() - started)
+        if answer.query_id in batch_ids:
+            compared += 1
+            identical += same_rows(answer.pairs, batch[batch.query_id == answer.query_id])
+    return QueryLatency(len(images), startup, float(np.median(seconds)), float(np.percentile(seconds, 95)),
+                        float(np.median(pdq_seconds)), identical, compared)
+
+
+def same_rows(mine: pd.DataFrame, theirs: pd.DataFrame) -> bool:
+    """Every column of ``theirs`` equal in ``mine``, row by row (missing values equal, dtypes aside)."""
+    mine, theirs = mine.reset_index(drop=True), theirs.reset_index(drop=True)
+    if len(mine) != len(theirs):
+        return False
+    return all(x == y or (pd.isna(x) and pd.isna(y)) for column in theirs.columns
+               for x, y in zip(mine[column], theirs[column]))
+
+
+@dataclass(frozen=True)
+class ServeLoad:
+    clients: int
+    requests_per_client: int
+    errors: int
+    median_s: float
+    p95_s: float
+    throughput_per_s: float
+    startup_s: float
+    rss_after_mb: dict[int, float]
+
+
+def bench_serve(folder: str | os.PathLike, images: list[Path], clients: int, requests_per_client: int,
+                memory_at: list[int], workers: int, progress: bool = True) -> ServeLoad:
+    """Start ``d2lv serve`` in its own process, send ``clients`` x ``requests_per_client`` concurrent requests,
+    then more, one client at a time, until each count of ``memory_at``, reading the server's RSS at each."""
+    import requests
+
+    bodies = [path.read_bytes() for path in images]
+    port = _free_port()
+    started = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "d2lv.cli", "serve", "--quiet", "--collection", str(folder),
+                               "--port", str(port), "--workers", str(workers)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(url, server)
+        startup = time.perf_counter() - started
+
+        def client(k: int) -> list[tuple[int, float]]:
+            out = []
+            for i in range(requests_per_client):
+                begun = time.perf_counter()
+                status = requests.post(f"{url}/match", data=bodies[(k * requests_per_client + i) % len(bodies)],
+                                       timeout=600).status_code
+                out.append((status, time.perf_counter() - begun))
+            return out
+
+        begun = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            results = [r for found in pool.map(client, range(clients)) for r in found]
+        wall = time.perf_counter() - begun
+        latencies = [seconds for _, seconds in results]
+        sent, rss = len(results), {}
+        with tqdm(total=max(memory_at, default=0), initial=sent, desc="requests", disable=not progress) as bar:
+            for target in sorted(memory_at):
+                while sent < target:
+                    requests.post(f"{url}/match", data=bodies[sent % len(bodies)], timeout=600).raise_for_status()
+                    sent += 1
+                    bar.update()
+                rss[target] = _rss_mb(server.pid)
+        return ServeLoad(clients, requests_per_client, sum(status != 200 for status, _ in results),
+                         float(np.median(latencies)), float(np.percentile(latencies, 95)), len(results) / wall,
+                         startup, rss)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+
+
+def write_results(out: str | os.PathLike, name: str, result: object) -> Path:
+    path = Path(out) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(result), indent=1) + "\n")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, server: subprocess.Popen, timeout: float = 300) -> None:
+    import requests
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"d2lv serve exited with status {server.returncode}")
+        try:
+            if requests.get(f"{url}/health", timeout=5).ok:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise TimeoutError(f"d2lv serve did not answer within {timeout} s")
+
+
+def _rss_mb(pid: int) -> float:
+    """The process' resident memory (Linux /proc), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
