@@ -156,6 +156,18 @@ def test_a_withdrawn_reference_is_never_returned_and_comes_back_when_listed_no_m
     assert requests.post(f"{url}/match", data=body, timeout=60).json()["matches"][0]["reference_id"] == best
 
 
+def test_the_serving_benchmark_counts_errors_latency_and_memory(built):
+    """`d2lv bench serve` on a few requests: its own server process, every answer a 200, RSS read at each count."""
+    from d2lv.bench import serving
+
+    load = serving.bench_serve(built.out, sorted(built.queries.iterdir())[:4], clients=2, requests_per_client=2,
+                               memory_at=[2, 8], workers=2, progress=False)
+    assert load.errors == 0 and 0 < load.median_s <= load.p95_s and set(load.rss_after_mb) == {2, 8}
+    assert all(mb > 100 for mb in load.rss_after_mb.values())
+    query = serving.bench_query(built.out, sorted(built.queries.iterdir())[:3], progress=False)
+    assert query.compared == 3 and query.identical == 3 and query.median_s > query.pdq_median_s
+
+
 def test_a_run_that_adds_a_reference_is_served_within_seconds(built):
     """While the workflow adds a reference, the service goes on answering on the old version; it serves the new
     one within seconds of collection.json changing, and finds a copy of the new reference. (Last: it changes the

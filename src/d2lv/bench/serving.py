@@ -33,6 +33,7 @@ class QueryLatency:
     startup_s: float
     median_s: float
     p95_s: float
+    #: decoding and hashing the same image with PDQ, the cheapest answer there is
     pdq_median_s: float
     #: queries whose rows equal matches.parquet's in every column (where the collection's run matched them)
     identical: int
@@ -50,13 +51,14 @@ def bench_query(folder: str | os.PathLike, images: list[Path], progress: bool = 
     batch_ids = set(batch.query_id)
     seconds, pdq_seconds, identical, compared = [], [], 0, 0
     for path in tqdm(images, desc="query", unit="img", disable=not progress):
+        started = time.perf_counter()
         rgb = load_image(path, matcher.decode.max_pixels)
-        started = time.perf_counter()
-        hashes.hash_images(["pdq"], [rgb], progress=False)
-        pdq_seconds.append(time.perf_counter() - started)
-        started = time.perf_counter()
+        decoded = time.perf_counter()
         answer = matcher.match(rgb, image_id(path))
-        seconds.append(time.perf_counter() - started)
+        matched = time.perf_counter()
+        hashes.hash_images(["pdq"], [rgb], progress=False)
+        seconds.append(matched - started)  # decoding and matching, as `d2lv query` does for each image
+        pdq_seconds.append(decoded - started + time.perf_counter() - matched)  # decoding and hashing
         if answer.query_id in batch_ids:
             compared += 1
             identical += same_rows(answer.pairs, batch[batch.query_id == answer.query_id])
@@ -87,8 +89,9 @@ class ServeLoad:
 
 def bench_serve(folder: str | os.PathLike, images: list[Path], clients: int, requests_per_client: int,
                 memory_at: list[int], workers: int, progress: bool = True) -> ServeLoad:
-    """Start ``d2lv serve`` in its own process, send ``clients`` x ``requests_per_client`` concurrent requests,
-    then more, one client at a time, until each count of ``memory_at``, reading the server's RSS at each."""
+    """Start ``d2lv serve`` in its own process and read its RSS after each count of requests of ``memory_at``:
+    requests go one at a time up to the first count, then ``clients`` x ``requests_per_client`` at once (the
+    latency figures), then one at a time again up to each further count."""
     import requests
 
     bodies = [path.read_bytes() for path in images]
@@ -97,38 +100,53 @@ def bench_serve(folder: str | os.PathLike, images: list[Path], clients: int, req
     server = subprocess.Popen([sys.executable, "-m", "d2lv.cli", "serve", "--quiet", "--collection", str(folder),
                                "--port", str(port), "--workers", str(workers)])
     url = f"http://127.0.0.1:{port}"
+    sent, rss = 0, {}
+
+    def send(until: int) -> None:
+        nonlocal sent
+        for _ in tqdm(range(sent, until), desc="requests", disable=not progress):
+            requests.post(f"{url}/match", data=bodies[sent % len(bodies)], timeout=600).raise_for_status()
+            sent += 1
+
     try:
         _wait_for(url, server)
         startup = time.perf_counter() - started
-
-        def client(k: int) -> list[tuple[int, float]]:
-            out = []
-            for i in range(requests_per_client):
-                begun = time.perf_counter()
-                status = requests.post(f"{url}/match", data=bodies[(k * requests_per_client + i) % len(bodies)],
-                                       timeout=600).status_code
-                out.append((status, time.perf_counter() - begun))
-            return out
-
-        begun = time.perf_counter()
-        with ThreadPoolExecutor(clients) as pool:
-            results = [r for found in pool.map(client, range(clients)) for r in found]
-        wall = time.perf_counter() - begun
-        latencies = [seconds for _, seconds in results]
-        sent, rss = len(results), {}
-        with tqdm(total=max(memory_at, default=0), initial=sent, desc="requests", disable=not progress) as bar:
-            for target in sorted(memory_at):
-                while sent < target:
-                    requests.post(f"{url}/match", data=bodies[sent % len(bodies)], timeout=600).raise_for_status()
-                    sent += 1
-                    bar.update()
-                rss[target] = _rss_mb(server.pid)
-        return ServeLoad(clients, requests_per_client, sum(status != 200 for status, _ in results),
-                         float(np.median(latencies)), float(np.percentile(latencies, 95)), len(results) / wall,
-                         startup, rss)
+        targets = sorted(memory_at)
+        send(targets[0] if targets else 0)
+        if targets:
+            rss[targets[0]] = _rss_mb(server.pid)
+        results, wall = _concurrent_load(url, bodies, clients, requests_per_client)
+        sent += len(results)
+        for target in targets[1:]:
+            send(target)
+            rss[target] = _rss_mb(server.pid)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(30)
+    latencies = [seconds for _, seconds in results]
+    return ServeLoad(clients, requests_per_client, sum(status != 200 for status, _ in results),
+                     float(np.median(latencies)), float(np.percentile(latencies, 95)), len(results) / wall, startup,
+                     rss)
+
+
+def _concurrent_load(url: str, bodies: list[bytes], clients: int,
+                     requests_per_client: int) -> tuple[list[tuple[int, float]], float]:
+    """(status, seconds) of every request of ``clients`` concurrent clients, and the wall time of it all."""
+    import requests
+
+    def client(k: int) -> list[tuple[int, float]]:
+        out = []
+        for i in range(requests_per_client):
+            begun = time.perf_counter()
+            status = requests.post(f"{url}/match", data=bodies[(k * requests_per_client + i) % len(bodies)],
+                                   timeout=600).status_code
+            out.append((status, time.perf_counter() - begun))
+        return out
+
+    begun = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = [r for found in pool.map(client, range(clients)) for r in found]
+    return results, time.perf_counter() - begun
 
 
 def write_results(out: str | os.PathLike, name: str, result: object) -> Path:

@@ -242,8 +242,8 @@ def _add_serving(steps: Subparsers) -> None:
     p.add_argument("--clients", type=int, default=8, help="concurrent clients")
     p.add_argument("--requests", type=int, default=50, help="requests per client")
     p.add_argument("--memory-at", type=int, nargs="*", default=[100, 1000],
-                   help="request counts at which the server's RSS is read (requests beyond the concurrent ones are "
-                   "sent one at a time)")
+                   help="request counts after which the server's RSS is read: requests go one at a time up to the "
+                   "first, then the concurrent clients', then one at a time up to the others")
     p.add_argument("--workers", type=int, default=2, help="d2lv serve --workers")
 
 

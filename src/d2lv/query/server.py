@@ -17,16 +17,19 @@ Bad input (no image, a truncated or empty file, a decompression bomb, an image t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import numpy as np
 from PIL import Image
 from starlette.applications import Starlette
@@ -118,10 +121,17 @@ class LiveCollection:
 
 def create_app(live: LiveCollection, settings: ServeSettings) -> Starlette:
     """The HTTP application over ``live``."""
-    limiter = anyio.CapacityLimiter(settings.workers)
+    # Its own threads, as many as workers: the same few threads match every request, so the memory each
+    # thread's allocator keeps is paid once (a pool that hands work to ever other threads grows with it).
+    workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="match")
 
     async def run(function, *args):
-        return await anyio.to_thread.run_sync(function, *args, limiter=limiter)
+        return await asyncio.get_running_loop().run_in_executor(workers, function, *args)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        workers.shutdown(wait=False)
 
     async def health(request: Request) -> JSONResponse:
         loaded = live.current
@@ -132,7 +142,7 @@ def create_app(live: LiveCollection, settings: ServeSettings) -> Starlette:
 
     async def match(request: Request) -> Response:
         loaded = live.current
-        [image] = await _images(request, ("image",), settings, loaded.matcher.decode.max_pixels)
+        [image] = await _images(request, ("image",), settings, loaded.matcher.decode.max_pixels, run)
         query_id = request.query_params.get("id", QUERY_ID)
         answer = (await run(loaded.matcher.match, image, query_id)).without(live.withdrawn())
         if _flag(request, "draw"):
@@ -142,7 +152,7 @@ def create_app(live: LiveCollection, settings: ServeSettings) -> Starlette:
 
     async def compare(request: Request) -> Response:
         loaded = live.current
-        a, b = await _images(request, ("a", "b"), settings, loaded.matcher.decode.max_pixels)
+        a, b = await _images(request, ("a", "b"), settings, loaded.matcher.decode.max_pixels, run)
         answer = await run(loaded.matcher.compare, a, b)
         if _flag(request, "draw"):
             return await _drawing(run, loaded.matcher, a, answer, b)
@@ -156,11 +166,11 @@ def create_app(live: LiveCollection, settings: ServeSettings) -> Starlette:
 
     return Starlette(routes=[Route("/health", health, methods=["GET"]), Route("/match", match, methods=["POST"]),
                              Route("/compare", compare, methods=["POST"])],
-                     exception_handlers={HTTPException: bad_request})
+                     exception_handlers={HTTPException: bad_request}, lifespan=lifespan)
 
 
-async def _images(request: Request, fields: tuple[str, ...], settings: ServeSettings,
-                  max_pixels: int) -> list[np.ndarray]:
+async def _images(request: Request, fields: tuple[str, ...], settings: ServeSettings, max_pixels: int,
+                  run: Callable) -> list[np.ndarray]:
     """The request's images: multipart ``fields``, or the body for ``("image",)``; decoded, or a 4xx."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
@@ -178,7 +188,7 @@ async def _images(request: Request, fields: tuple[str, ...], settings: ServeSett
         data = [await _body(request, settings.max_body_bytes)]
     else:
         raise HTTPException(400, "send the two images as multipart fields 'a' and 'b' (curl -F a=@x.jpg -F b=@y.jpg)")
-    return [await anyio.to_thread.run_sync(_decode, item, field, max_pixels) for item, field in zip(data, fields)]
+    return [await run(_decode, item, field, max_pixels) for item, field in zip(data, fields)]
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -207,7 +217,7 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "0").lower() in ("1", "true", "yes")
 
 
-async def _drawing(run, matcher: Matcher, query: np.ndarray, answer: Answer,
+async def _drawing(run: Callable, matcher: Matcher, query: np.ndarray, answer: Answer,
                    reference: np.ndarray | None = None) -> Response:
     """A PNG of the best pair's inlier correspondences (404 without a verified pair, or when the reference's
     image is gone)."""
