@@ -78,7 +78,7 @@ rule collection:
     conda:
         "../envs/d2lv.yaml"
     params:
-        results=RESULTS,
+        results=lambda wildcards, output: Path(output[0]).parent,
         config=json.dumps(config, sort_keys=True),
     shell:
         "d2lv collection --results {params.results:q} --config-json {params.config:q} --index {input.index:q}"
