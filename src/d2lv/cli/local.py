@@ -37,9 +37,7 @@ def _sift(args: argparse.Namespace) -> None:
     features = []
     for row in tqdm(usable.itertuples(index=False), total=len(usable), desc="sift", unit="img",
                     disable=args.quiet):
-        gray = images.load_gray(row.path, args.max_pixels)
-        keypoints, descriptors = sift.extract(gray, params)
-        features.append(store.ImageFeatures(row.id, row.width, row.height, keypoints, descriptors))
+        features.append(store.image_features(row.id, images.load_gray(row.path, args.max_pixels), params))
     store.write_store(args.out, features, {**dataclasses.asdict(params), "rootsift_scale": sift.ROOTSIFT_SCALE})
 
 

@@ -11,6 +11,7 @@ query (:mod:`d2lv.io.views`).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,11 +122,15 @@ class Detector:
         # rectangle (the detector is trained on squares).
         self.predict = {"imgsz": image_size, "device": ultralytics_device(device), "conf": rule.confidence,
                         "rect": False, "verbose": False}
+        # Ultralytics' predictor keeps each call's images and results on itself: threads that share a
+        # detector (d2lv serve's workers) predict one at a time
+        self._predicting = threading.Lock()
 
     def boxes(self, rgb: np.ndarray) -> list[tuple[Box, float]]:
         """The chosen boxes of one ``HxWx3`` uint8 RGB image, most confident first."""
         # Ultralytics takes NumPy images in OpenCV's BGR order.
-        found = self.model.predict([np.ascontiguousarray(rgb[:, :, ::-1])], batch=1, **self.predict)[0].boxes
+        with self._predicting:
+            found = self.model.predict([np.ascontiguousarray(rgb[:, :, ::-1])], batch=1, **self.predict)[0].boxes
         rule = self.rule
         return choose_boxes(found.xyxy.cpu().numpy(), found.conf.cpu().numpy(), rgb.shape[1], rgb.shape[0],
                             rule.confidence, rule.max_area, rule.max_aspect, rule.max_crops, rule.max_overlap)

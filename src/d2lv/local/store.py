@@ -27,7 +27,7 @@ import numpy as np
 from d2lv.errors import InputError
 from d2lv.io import atomic, hdf5
 from d2lv.local.params import SiftParams
-from d2lv.local.sift import DESCRIPTOR_DIM
+from d2lv.local.sift import DESCRIPTOR_DIM, extract
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class ImageFeatures:
     height: int
     keypoints: np.ndarray  # float32 [n, 4]
     descriptors: np.ndarray  # uint8 [n, 128]
+
+
+def image_features(image_id: str, gray: np.ndarray, params: SiftParams) -> ImageFeatures:
+    """The RootSIFT features of one ``HxW`` uint8 image (a crop may be a view of a larger one)."""
+    keypoints, descriptors = extract(np.ascontiguousarray(gray), params)
+    return ImageFeatures(image_id, gray.shape[1], gray.shape[0], keypoints, descriptors)
 
 
 def write_store(path: str | os.PathLike, features: Sequence[ImageFeatures], attrs: Mapping[str, object]) -> None:

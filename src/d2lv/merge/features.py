@@ -31,7 +31,8 @@ def gather_branches(local: pd.DataFrame, crop: pd.DataFrame | None, global_: pd.
     branch's candidates keyed by query, the verification scores of every view, the ids of cropped queries.
 
     Of a query's crops, the one with the most votes (crop candidates) or inliers (scores, per view) speaks
-    for it; on a tie, the earlier row (the views' scores come queries first, then crops in rank order).
+    for it; on a tie, the earlier row (the views' scores come queries first, then crops in rank order). The
+    scores keep that crop's id in ``view_id``.
     """
     candidates = {"local": local}
     if crop is not None:
@@ -41,8 +42,8 @@ def gather_branches(local: pd.DataFrame, crop: pd.DataFrame | None, global_: pd.
         candidates["global"] = global_
     if pdq is not None:
         candidates["pdq"] = pdq
-    best_scores = views.best_per_query(scores, ["reference_id", "branch"], by=["n_inliers", "n_matches"],
-                                       ascending=[False, False])
+    best_scores = views.best_per_query(scores.assign(view_id=scores.query_id), ["reference_id", "branch"],
+                                       by=["n_inliers", "n_matches"], ascending=[False, False])
     return candidates, best_scores, set(boxes.query_id[boxes.cropped])
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from d2lv.io.isc import ISC_COLUMNS
+from d2lv.io.views import crop_id
 from d2lv.merge.features import RECALL_FEATURES, VERIFY_FEATURES
 from d2lv.merge.params import VERIFICATION_BRANCHES
 from d2lv.query.matcher import Answer
@@ -18,7 +19,7 @@ def to_json(answer: Answer, keep: int | None) -> dict[str, Any]:
     pairs = answer.pairs if keep is None else answer.top(keep)
     return {
         "query_id": answer.query_id,
-        "boxes": [{"crop_id": _crop_id(answer.query_id, rank), "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+        "boxes": [{"crop_id": crop_id(answer.query_id, rank), "x0": x0, "y0": y0, "x1": x1, "y1": y1,
                    "confidence": round(confidence, 4)}
                   for rank, ((x0, y0, x1, y1), confidence) in enumerate(answer.boxes, start=1)],
         "matches": [match_json(row, answer.crop_of) for row in pairs.to_dict("records")],
@@ -42,12 +43,6 @@ def match_json(row: dict[str, Any], crop_of: dict[str, str]) -> dict[str, Any]:
 
 def empty_matches() -> pd.DataFrame:
     return pd.DataFrame(columns=ISC_COLUMNS)
-
-
-def _crop_id(query_id: str, rank: int) -> str:
-    from d2lv.io.views import crop_id
-
-    return crop_id(query_id, rank)
 
 
 def _value(value: Any) -> Any:

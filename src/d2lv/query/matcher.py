@@ -35,7 +35,7 @@ from d2lv.local.params import (
     ThreadParams,
     VerifyParams,
 )
-from d2lv.local.store import FeatureStore, ImageFeatures
+from d2lv.local.store import FeatureStore, image_features
 from d2lv.merge.params import MergeParams, OutputParams
 from d2lv.pdq.params import PdqParams
 from d2lv.query.collection import Collection
@@ -204,7 +204,8 @@ class Matcher:
         boxes = tables.conform(detection.box_frame({query_id: chosen}), tables.BOXES)
         candidates, best, cropped = features.gather_branches(local, crop, global_, pdq, scores, boxes)
         pairs = features.assemble_matches(candidates, best, self.merge.mode, self.model, cropped)
-        return Answer(query_id, chosen, pairs, _best_crops(scores))
+        crop_of = best[best.branch == "local_crop"].set_index("reference_id").view_id.to_dict()
+        return Answer(query_id, chosen, pairs, crop_of)
 
     def compare(self, a: np.ndarray, b: np.ndarray, a_id: str = "a", b_id: str = "b") -> Answer:
         """Image ``a`` matched as a query against ``b`` as the only reference: the pair's evidence and score
@@ -213,10 +214,7 @@ class Matcher:
 
     def features(self, images: list[tuple[str, np.ndarray]]) -> FeatureStore:
         """The SIFT features of images (id, RGB), as a store held in memory."""
-        from d2lv.local import sift
-
-        found = [ImageFeatures(image_id, rgb.shape[1], rgb.shape[0], *sift.extract(to_gray(rgb), self.sift))
-                 for image_id, rgb in images]
+        found = [image_features(image_id, to_gray(rgb), self.sift) for image_id, rgb in images]
         return FeatureStore.from_features(found, dataclasses.asdict(self.sift))
 
     def describe(self, images: list[np.ndarray]) -> np.ndarray:
@@ -260,9 +258,3 @@ class Matcher:
                                      self.verify_params, branch, progress=False)
         return tables.conform(scores, tables.SCORES)
 
-
-def _best_crops(scores: pd.DataFrame) -> dict[str, str]:
-    """Reference id -> the crop id whose verification the merge keeps (the most inliers, then matches)."""
-    crops = scores[scores.branch == "local_crop"]
-    best = crops.sort_values(["n_inliers", "n_matches"], ascending=[False, False], kind="stable")
-    return dict(best.drop_duplicates("reference_id")[["reference_id", "query_id"]].itertuples(index=False))

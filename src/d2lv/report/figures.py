@@ -29,9 +29,9 @@ from tqdm import tqdm
 
 from d2lv.evaluation import metrics
 from d2lv.io import atomic, images, isc, manifest, tables
-from d2lv.local import sift, verify
+from d2lv.local import verify
 from d2lv.local.params import SiftParams, VerifyParams
-from d2lv.local.store import ImageFeatures
+from d2lv.local.store import image_features
 from d2lv.merge.params import VERIFICATION_BRANCHES
 from d2lv.report import plots
 
@@ -281,14 +281,10 @@ def correspondences(query_rgb: np.ndarray, reference_rgb: np.ndarray, crop: tupl
     query_gray = images.to_gray(query_rgb)
     if crop:
         query_gray = query_gray[crop[1]:crop[3], crop[0]:crop[2]]
-    found = verify.match_pair(_features(query_gray, sift_params), _features(images.to_gray(reference_rgb), sift_params),
+    found = verify.match_pair(image_features("", query_gray, sift_params),
+                              image_features("", images.to_gray(reference_rgb), sift_params),
                               params, sift_params)
     return replace(found, query_points=found.query_points + np.array([x0, y0], np.float32))
-
-
-def _features(gray: np.ndarray, sift_params: SiftParams) -> ImageFeatures:
-    keypoints, descriptors = sift.extract(np.ascontiguousarray(gray), sift_params)
-    return ImageFeatures("", gray.shape[1], gray.shape[0], keypoints, descriptors)
 
 
 def is_correct(ground_truth: pd.DataFrame | None, query_id: str, reference_id: str) -> bool | None:
